@@ -1,0 +1,1 @@
+"""Datasets: the built-in synthetic pair, GTA5 / SYNTHIA / Cityscapes loaders, label maps."""

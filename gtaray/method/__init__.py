@@ -1,0 +1,1 @@
+"""The LSD method: loss terms and the D -> G -> F update per variant."""

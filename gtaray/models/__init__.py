@@ -1,0 +1,1 @@
+"""Networks of the method: F (embedding), C (classifier), G (generator), D (discriminator)."""
