@@ -1,0 +1,154 @@
+"""The `gtaray` command: parses arguments and calls the library. Heavy imports stay inside
+each command so `validate`, `--dry-run` and errors answer fast and start no Ray.
+
+Bad input: one line on stderr, exit status 2, before any expensive work.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gtaray.config import ConfigError, Experiment, load_experiment
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
+app.add_typer(data_app, name="data")
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("-o", "--override", help="key.path=value, e.g. -o train.iterations=50"),
+]
+
+
+def fail(message: str) -> None:
+    typer.echo(f"gtaray: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors():
+    """Turn the library's input errors into one line and exit status 2."""
+    from gtaray.data.io import DataError
+    from gtaray.models.pretrained import PretrainedWeightsError
+
+    try:
+        yield
+    except (ConfigError, DataError, PretrainedWeightsError) as e:
+        fail(str(e))
+
+
+def _load(file: Path, overrides: list[str] | None, out: Path | None = None) -> Experiment:
+    with user_errors():
+        exp = load_experiment(file, overrides or [])
+        if out is not None:
+            exp = exp.with_updates({"results.dir": str(out)})
+        return exp
+
+
+@app.command()
+def validate(file: Path, override: Overrides = None) -> None:
+    """Check an experiment file; print the resolved config."""
+    exp = _load(file, override)
+    typer.echo(exp.model_dump_json(indent=2))
+
+
+@app.command()
+def sweep(
+    file: Path,
+    out: Annotated[Path | None, typer.Option(help="results folder (default: results.dir)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue this experiment if it exists")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the plan; start nothing")] = False,
+    override: Overrides = None,
+) -> None:
+    """Run an experiment's sweep (grid or Optuna search) on Ray; one Parquet row per trial."""
+    exp = _load(file, override, out)
+    if dry_run:
+        from gtaray.plan import print_plan
+
+        print_plan(exp)
+        return
+    from gtaray.sweep import check_start, run_sweep
+
+    with user_errors():
+        check_start(exp, resume)
+        _check_data(exp)
+        folder = run_sweep(exp, resume=resume)
+    typer.echo(f"results: {folder}")
+
+
+def _check_data(exp: Experiment) -> None:
+    """Build the splits once so missing or broken data fails before Ray starts."""
+    from gtaray.data.splits import make_splits
+
+    make_splits(exp)
+
+
+@app.command()
+def train(file: Path, override: Overrides = None) -> None:
+    """Run one trial (the experiment's variant and seed) through a TorchTrainer, without Tune."""
+    exp = _load(file, override)
+    from gtaray.train import run_trial
+
+    with user_errors():
+        _check_data(exp)
+        metrics = run_trial(exp)
+    from gtaray.report import print_metrics
+
+    print_metrics(metrics)
+    if metrics.get("diverged"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
+    experiment: Annotated[str | None, typer.Option(help="only this experiment")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or markdown")] = "table",
+    plots: Annotated[bool, typer.Option(help="also write curve plots as PNG")] = False,
+) -> None:
+    """Print paper-style tables from the Parquet results."""
+    if fmt not in ("table", "csv", "markdown"):
+        fail(f"--format: must be table, csv or markdown, got {fmt!r}")
+    if not folder.is_dir():
+        fail(f"{folder}: no such results folder")
+    from gtaray import report as rep
+    from gtaray.results import load_curves, load_trials
+
+    trials = load_trials(folder, experiment)
+    if trials.empty:
+        fail(f"{folder}: no trial results" + (f" for experiment {experiment!r}" if experiment else ""))
+    text = rep.render(rep.summarise(trials), fmt)
+    if text:
+        sys.stdout.write(text)
+    if plots:
+        for name in sorted(trials["experiment"].unique()):
+            curves = load_curves(folder, name)
+            if not curves.empty:
+                typer.echo(f"plot: {rep.plot_curves(curves, folder / name / 'curves.png')}")
+
+
+@data_app.command("check")
+def data_check(
+    root: Path,
+    dataset: Annotated[str, typer.Option(help="gta5, synthia or cityscapes")],
+) -> None:
+    """Validate a dataset folder's layout and files; exit 2 when it is unusable."""
+    if dataset not in ("gta5", "synthia", "cityscapes"):
+        fail(f"--dataset: must be gta5, synthia or cityscapes, got {dataset!r}")
+    from gtaray.data.check import check_dataset
+
+    with user_errors():
+        result = check_dataset(root, dataset)
+    for line in result.lines():
+        typer.echo(line)
+    if not result.usable:
+        raise typer.Exit(2)
+
+
+if __name__ == "__main__":
+    app()

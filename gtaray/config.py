@@ -1,0 +1,252 @@
+"""The experiment file: a frozen, typed tree loaded from YAML.
+
+    exp = load_experiment("experiments/smoke.yaml", ["train.iterations=50"])
+
+Every model forbids unknown keys, so a typo fails at load time with the file and the key path,
+not an hour into a sweep. The README's config reference documents every field below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+VARIANTS = ("full", "no_aux", "within_domain", "feature_d", "source_only", "target_oracle")
+Variant = Literal["full", "no_aux", "within_domain", "feature_d", "source_only", "target_oracle"]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class ConfigError(ValueError):
+    """Invalid experiment input; the message names the file and the key path."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Data(_Frozen):
+    source: Literal["synthetic", "gta5", "synthia"] = "synthetic"
+    target: Literal["synthetic", "cityscapes"] = "synthetic"
+    # Real datasets live under root/<dataset name> (root/gta5, root/cityscapes, ...).
+    root: Path | None = None
+    width: int = Field(256, ge=32, multiple_of=32)
+    height: int = Field(128, ge=32, multiple_of=32)
+    num_classes: Literal[19, 16, 13] = 19
+    # Split sizes in images. Real datasets: a cap, None = all available (synthetic needs numbers).
+    source_train: int | None = Field(200, ge=1)
+    source_val: int | None = Field(50, ge=1)
+    target_train: int | None = Field(200, ge=1)
+    target_val: int | None = Field(50, ge=1)
+    target_test: int | None = Field(50, ge=1)
+    # Seed of the built-in scenes: the same data for every trial, whatever train.seed is.
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _real_data_needs_root(self) -> Data:
+        if self.root is None and (self.source != "synthetic" or self.target != "synthetic"):
+            raise ValueError("root: required when source or target is a real dataset")
+        if (self.source == "synthetic") != (self.target == "synthetic"):
+            raise ValueError("source/target: the synthetic pair cannot be mixed with a real dataset")
+        sizes = ("source_train", "source_val", "target_train", "target_val", "target_test")
+        for name in sizes:
+            if self.source == "synthetic" and getattr(self, name) is None:
+                raise ValueError(f"{name}: the synthetic pair needs a number of images")
+        return self
+
+
+class Model(_Frozen):
+    width: PositiveFloat = 1.0
+    # Path to torchvision's vgg16 state dict, or "imagenet" (torch hub cache); None = random init.
+    pretrained: str | None = None
+    dropout: float = Field(0.5, ge=0, lt=1)
+
+
+class Method(_Frozen):
+    variant: Variant = "full"
+    alpha: float = Field(0.1, ge=0)
+    beta: float = Field(0.1, ge=0)
+    adv_g: float = Field(0.1, ge=0)
+    l1: float = Field(1.0, ge=0)
+
+
+class Optim(_Frozen):
+    lr_f: PositiveFloat = 1e-5
+    lr_gd: PositiveFloat = 2e-4
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.7,
+        0.999,
+    )
+    bias_lr_x2: bool = True
+
+
+class Train(_Frozen):
+    iterations: int = Field(10_000, ge=1)
+    eval_every: int = Field(1_000, ge=1)
+    batch_size: int = Field(1, ge=1)
+    seed: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every: int | None = Field(None, ge=1)  # None: at every evaluation
+    num_to_keep: int = Field(2, ge=1)
+    max_failures: int = Field(0, ge=-1)
+
+
+class Scaling(_Frozen):
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: PositiveFloat = 1.0
+
+
+class LogUniform(_Frozen):
+    low: PositiveFloat
+    high: PositiveFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogUniform:
+        if self.low >= self.high:
+            raise ValueError("low must be < high")
+        return self
+
+
+class SearchSpace(_Frozen):
+    lr_f: LogUniform | None = None
+    lr_gd: LogUniform | None = None
+    alpha: LogUniform | None = None
+    beta: LogUniform | None = None
+    variant: list[Variant] | None = Field(None, min_length=1)
+
+
+class Sweep(_Frozen):
+    mode: Literal["grid", "search"] = "grid"
+    variants: list[Variant] = Field(default_factory=lambda: ["full"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    space: SearchSpace = SearchSpace()
+    num_samples: int = Field(1, ge=1)
+    scheduler: Literal["none", "asha"] = "none"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: int = Field(2, ge=2)
+    metric: Literal["target_val_miou", "source_val_miou"] = "target_val_miou"
+    max_concurrent: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _search_needs_space(self) -> Sweep:
+        if self.mode == "search" and self.space == SearchSpace():
+            raise ValueError("space: search mode needs at least one searched parameter")
+        return self
+
+
+class Results(_Frozen):
+    dir: Path = Path("results")
+
+
+class Experiment(_Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    data: Data = Data()
+    model: Model = Model()
+    method: Method = Method()
+    optim: Optim = Optim()
+    train: Train = Train()
+    scaling: Scaling = Scaling()
+    sweep: Sweep = Sweep()
+    results: Results = Results()
+
+    @model_validator(mode="after")
+    def _eval_within_run(self) -> Experiment:
+        if self.train.eval_every > self.train.iterations:
+            raise ValueError("train.eval_every: must be <= train.iterations")
+        return self
+
+    def config_hash(self) -> str:
+        """Short stable hash of everything that defines the experiment."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def with_updates(self, updates: dict[str, Any]) -> Experiment:
+        """A copy with dotted keys replaced (`{"method.variant": "full"}`), validated again."""
+        tree = self.model_dump(mode="json")
+        for key, value in updates.items():
+            _set_dotted(tree, key.split("."), value)
+        return Experiment.model_validate(tree)
+
+
+def _set_dotted(tree: dict, parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[parts[-1]] = value
+
+
+def _parse_override(text: str, source: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not p.isidentifier() for p in key.split(".")):
+        raise ConfigError(f"{source}: override {text!r}: expected key.path=value")
+    # Lists and null come from YAML; scalars stay strings so pydantic converts them to the
+    # field's own type ("50" -> int, "1e-4" -> float, "true" -> bool).
+    try:
+        parsed = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        parsed = raw
+    value = parsed if parsed is None or isinstance(parsed, list | dict) else raw
+    return key, value
+
+
+def _check_override_key(key: str, source: str) -> None:
+    model: type[BaseModel] | None = Experiment
+    for part in key.split("."):
+        if model is None or part not in model.model_fields:
+            raise ConfigError(f"{source}: {key}: unknown key")
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _format_error(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif msg.startswith("Value error, "):
+        msg = msg.removeprefix("Value error, ")
+        # Model-level checks name their own key; put it in the path.
+        head, sep, tail = msg.partition(": ")
+        if sep and " " not in head:
+            loc, msg = ".".join(p for p in (loc, head) if p), tail
+    msg = msg.replace("greater than", ">").replace("less than", "<")
+    msg = msg.replace("Input should be", "must be")
+    more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return f"{source}: {loc or '<root>'}: {msg}{more}"
+
+
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """Read, override and validate an experiment file; raise ConfigError naming file and key."""
+    path = Path(path)
+    source = path.name
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}:{where}: malformed YAML") from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: top level must be a mapping of keys")
+    for text_override in overrides:
+        key, value = _parse_override(text_override, source)
+        _check_override_key(key, source)
+        _set_dotted(tree, key.split("."), value)
+    try:
+        return Experiment.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_error(source, e)) from None

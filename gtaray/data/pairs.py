@@ -1,0 +1,151 @@
+"""Feeding the method: endless (source, target) batches, sharded across DDP ranks, resumable.
+
+Usage:
+    stream = TripletStream(gta5, cityscapes_train, batch_size=1, seed=0, rank=r, world_size=n)
+    batch = next(stream)      # src_image, src_rgb, src_label, tgt_image, tgt_rgb, tgt_label
+    state = stream.state_dict()                # save with the checkpoint
+    stream.load_state_dict(state)              # a fresh stream continues identically
+
+    for i in shard_indices(len(test_set), rank, world_size): ...   # exact DDP evaluation
+
+Each side (source, target) walks its own epochs: epoch e is the permutation drawn from
+numpy's Generator seeded by (seed, crc32(side name), e), the same on every rank; rank r takes
+the r-th contiguous block of n // world_size indices (the tail is dropped so that every rank
+makes the same number of steps and DDP stays in lockstep). A batch that runs past the end of an
+epoch continues into the next one, so the two sides roll over independently.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+_KEYS = ("image", "rgb", "label")
+
+
+def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
+    """Rank's contiguous block of range(n): no overlap, union is range(n), sizes differ by <= 1.
+
+    Unlike the training shards nothing is dropped, so a distributed evaluation that sums
+    confusion matrices over ranks counts every test image exactly once.
+    """
+    if world_size < 1 or not 0 <= rank < world_size or n < 0:
+        raise ValueError(f"need n >= 0 and 0 <= rank < world_size, got {n=} {rank=} {world_size=}")
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return list(range(start, start + base + (1 if rank < extra else 0)))
+
+
+class _Side:
+    """Position of one side (source or target) in its endless sequence of epochs."""
+
+    def __init__(self, name: str, size: int, seed: int, rank: int, world_size: int) -> None:
+        if size < world_size:
+            raise ValueError(f"{name} has {size} samples, fewer than world_size={world_size}")
+        self.name, self.size, self.seed = name, size, seed
+        self.per_rank = size // world_size
+        self.offset = rank * self.per_rank
+        self.epoch, self.pos = 0, 0
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """This rank's indices for `epoch` (the shared permutation, sliced)."""
+        if self._cache is None or self._cache[0] != epoch:
+            key = [self.seed, zlib.crc32(self.name.encode()), epoch]
+            perm = np.random.default_rng(key).permutation(self.size)
+            self._cache = (epoch, perm[self.offset : self.offset + self.per_rank])
+        return self._cache[1]
+
+    def take(self, k: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < k:
+            order = self._order(self.epoch)
+            step = min(k - len(out), self.per_rank - self.pos)
+            out.extend(int(i) for i in order[self.pos : self.pos + step])
+            self.pos += step
+            if self.pos == self.per_rank:
+                self.epoch, self.pos = self.epoch + 1, 0
+        return out
+
+
+class TripletStream:
+    """Endless iterator of (labelled source, target) batches; see the module docstring."""
+
+    def __init__(
+        self,
+        source: Dataset,
+        target: Dataset,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got {rank=} {world_size=}")
+        self.source, self.target = source, target
+        self.batch_size, self.seed = batch_size, int(seed)
+        self.rank, self.world_size = rank, world_size
+        self._sides = {
+            "src": _Side("source", len(source), self.seed, rank, world_size),
+            "tgt": _Side("target", len(target), self.seed, rank, world_size),
+        }
+        # Optional threads decode a batch's files concurrently (PIL releases the GIL).
+        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
+
+    def __iter__(self) -> TripletStream:
+        return self
+
+    def _load(self, ds: Dataset, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        if self._pool is None:
+            return [ds[i] for i in indices]
+        return list(self._pool.map(ds.__getitem__, indices))
+
+    def next_indices(self) -> dict[str, list[int]]:
+        """Advance by one batch and return the dataset indices it consists of."""
+        return {p: side.take(self.batch_size) for p, side in self._sides.items()}
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        idx = self.next_indices()
+        batch: dict[str, torch.Tensor] = {}
+        for prefix, ds in (("src", self.source), ("tgt", self.target)):
+            samples = self._load(ds, idx[prefix])
+            for key in _KEYS:
+                batch[f"{prefix}_{key}"] = torch.stack([s[key] for s in samples])
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Position (and what it is only valid for): plain ints, safe to pickle or JSON."""
+        state: dict[str, Any] = {"seed": self.seed, "world_size": self.world_size}
+        for prefix, side in self._sides.items():
+            state[prefix] = {"size": side.size, "epoch": side.epoch, "pos": side.pos}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where `state` was taken (same seed, world size and datasets)."""
+        for key, mine in (("seed", self.seed), ("world_size", self.world_size)):
+            if state[key] != mine:
+                raise ValueError(f"stream state has {key}={state[key]}, this stream has {mine}")
+        for prefix, side in self._sides.items():
+            s = state[prefix]
+            if s["size"] != side.size:
+                raise ValueError(
+                    f"stream state was taken on a {prefix} dataset of {s['size']} samples, "
+                    f"this one has {side.size}"
+                )
+            if not 0 <= s["pos"] < side.per_rank or s["epoch"] < 0:
+                raise ValueError(f"invalid {prefix} position in stream state: {s}")
+            side.epoch, side.pos = int(s["epoch"]), int(s["pos"])
+
+    def close(self) -> None:
+        """Stop the decoding threads, if any."""
+        if self._pool is not None:
+            self._pool.shutdown()

@@ -1,0 +1,395 @@
+"""Built-in synthetic street scenes: one layout, two renderings (a "source" and a "target" domain).
+
+A scene is a street seen from a car: sky above a horizon, the road as a perspective trapezoid,
+sidewalks and grass strips beside it, facades of random heights, a far skyline, trees, walls and
+fences, poles carrying signs, lights or lamps, and cars and people scaled by their depth and drawn
+far-to-near so that near things occlude far ones. Labels are Cityscapes train ids.
+
+The layout (label map) comes from a numpy Generator seeded by (seed, split, index) alone, so both
+styles share one label distribution; the style only decides the pixels:
+  source  game-like: flat per-class colours, small per-instance variation, hard edges
+  target  a permuted palette (road coloured like the source's sidewalk, buildings like its sky,
+          autumn trees, overcast sky, grey cars), per-class texture, lane marks, windows, tiles,
+          a lighting gradient and cast shadows, blur, a camera tone curve and sensor noise
+
+Usage:
+    from gtaray.data.synthetic import SyntheticScenes, render
+    image, label = render(0, seed=1, style="target", width=256, height=128)  # uint8 HxWx3, HxW
+    ds = SyntheticScenes("source", "train", length=1000, width=256, height=128, seed=1)
+    sample = ds[0]  # {"image", "rgb", "label"} tensors, see gtaray.data.transforms
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.utils.data import Dataset
+
+from gtaray.data.transforms import to_sample
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+STYLES = {"source": 0, "target": 1}
+ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEG, TERRAIN, SKY = range(11)
+PERSON, CAR = 11, 13
+CLASSES_PRESENT: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13)
+
+
+def _table(values: dict[int, Any], fill: Any = 0.0) -> np.ndarray:
+    """Per-class lookup table indexed by train id (19 rows)."""
+    first = np.asarray(next(iter(values.values())), np.float32)
+    out = np.full((19, *first.shape), fill, np.float32)
+    for k, v in values.items():
+        out[k] = v
+    return out
+
+
+# Source: flat, saturated "game" colours.  Target: the same classes in colours that the source
+# gives to OTHER classes (road ~ source sidewalk, sidewalk ~ source road, building ~ source sky,
+# terrain ~ source building, cars grey like source road...), so colour alone misleads.
+SOURCE_PALETTE = _table({
+    ROAD: (80, 80, 88), SIDEWALK: (175, 165, 150), BUILDING: (150, 110, 80),
+    WALL: (125, 125, 150), FENCE: (160, 130, 95), POLE: (110, 110, 115), LIGHT: (35, 35, 35),
+    SIGN: (225, 205, 25), VEG: (55, 125, 45), TERRAIN: (130, 170, 70), SKY: (105, 165, 235),
+    PERSON: (205, 55, 65), CAR: (35, 50, 160),
+})  # fmt: skip
+TARGET_PALETTE = _table({
+    ROAD: (168, 160, 150), SIDEWALK: (100, 78, 84), BUILDING: (95, 138, 182),
+    WALL: (165, 130, 95), FENCE: (118, 118, 138), POLE: (200, 195, 185), LIGHT: (215, 190, 40),
+    SIGN: (40, 80, 190), VEG: (195, 95, 40), TERRAIN: (140, 108, 70), SKY: (200, 200, 206),
+    PERSON: (50, 52, 70), CAR: (120, 124, 122),
+})  # fmt: skip
+# Per-instance variation: colour jitter (std, 0-255) and brightness spread (+-fraction).
+SOURCE_JITTER = _table({BUILDING: 14.0, CAR: 18.0, PERSON: 18.0, VEG: 6.0}, fill=5.0)
+TARGET_JITTER = _table({BUILDING: 14.0, CAR: 10.0, PERSON: 14.0, VEG: 14.0}, fill=8.0)
+TARGET_BRIGHT = _table({CAR: 0.55, BUILDING: 0.2, PERSON: 0.3}, fill=0.1)
+# Target texture amplitudes: per-pixel grain and blotchy (coarse) noise, as a fraction.
+FINE_AMP = _table({ROAD: 0.10, SIDEWALK: 0.08, TERRAIN: 0.18, VEG: 0.22, SKY: 0.01}, fill=0.05)
+COARSE_AMP = _table({ROAD: 0.08, TERRAIN: 0.2, VEG: 0.3, SKY: 0.06, BUILDING: 0.1}, fill=0.04)
+
+
+@dataclass
+class Layout:
+    """A drawn scene: labels, instances (id -> class) and the ground coordinates of each pixel."""
+
+    label: np.ndarray  # HxW uint8 train ids
+    inst: np.ndarray  # HxW int32 instance ids
+    inst_cls: np.ndarray  # class of each instance id
+    gx: np.ndarray  # lateral ground coordinate (camera heights) of each pixel below the horizon
+    gs: np.ndarray  # Hx1 depth scale s = y - horizon in pixels (1/distance); <= 0 above it
+    horizon: float
+    lane: float  # lateral position of the centre line
+
+
+class _Canvas:
+    """Label and instance maps that shapes paint over (painter's algorithm = occlusion)."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.h, self.w = h, w
+        self.label = np.full((h, w), SKY, np.uint8)
+        self.inst = np.zeros((h, w), np.int32)
+        self.cls = [SKY]
+        self.xx = np.arange(w, dtype=np.float32) + 0.5  # pixel centres
+        self.yy = (np.arange(h, dtype=np.float32) + 0.5)[:, None]
+
+    def new(self, cls: int) -> int:
+        self.cls.append(cls)
+        return len(self.cls) - 1
+
+    def mask(self, m: np.ndarray, cls: int | np.ndarray, inst: int | np.ndarray) -> None:
+        self.label = np.where(m, cls, self.label).astype(np.uint8)
+        self.inst = np.where(m, inst, self.inst).astype(np.int32)
+
+    def _span(self, a: float, b: float, n: int) -> tuple[int, int]:
+        if b - a < 1.0:  # keep thin things (poles, far legs) at least one pixel wide
+            a, b = (a + b) / 2 - 0.5, (a + b) / 2 + 0.5
+        return max(int(np.ceil(a - 0.5)), 0), min(int(np.ceil(b - 0.5)), n)
+
+    def rect(self, x0: float, x1: float, y0: float, y1: float, inst: int) -> None:
+        c0, c1 = self._span(x0, x1, self.w)
+        r0, r1 = self._span(y0, y1, self.h)
+        if c0 < c1 and r0 < r1:
+            self.label[r0:r1, c0:c1] = self.cls[inst]
+            self.inst[r0:r1, c0:c1] = inst
+
+    def ellipse(self, cx: float, cy: float, rx: float, ry: float, inst: int) -> None:
+        rx, ry = max(rx, 0.5), max(ry, 0.5)
+        c0, c1 = self._span(cx - rx, cx + rx, self.w)
+        r0, r1 = self._span(cy - ry, cy + ry, self.h)
+        if c0 >= c1 or r0 >= r1:
+            return
+        m = ((self.xx[c0:c1] - cx) / rx) ** 2 + ((self.yy[r0:r1] - cy) / ry) ** 2 <= 1.0
+        self.label[r0:r1, c0:c1][m] = self.cls[inst]
+        self.inst[r0:r1, c0:c1][m] = inst
+
+
+def _facades(cv: _Canvas, rng: np.random.Generator, xv: float, yh: float, xb: float) -> None:
+    """One side's row of facades standing on the line X = xb, cut into segments along depth.
+
+    A column x sees the row at depth scale s = (x - xv) / xb; a thing of height k camera heights
+    spans y in [yh - (k - 1) s, yh + s] there, so heights shrink towards the vanishing point.
+    """
+    cuts, kinds, heights, insts = [], [], [], []
+    b = 4.0 * cv.h
+    while b > 0.01 * cv.h:  # geometric cuts: near buildings are wide, far ones narrow
+        b *= rng.uniform(0.45, 0.8)
+        r = rng.random()
+        cls = BUILDING if r < 0.68 else VEG if r < 0.82 else WALL if r < 0.89 else FENCE
+        cls = cls if rng.random() > 0.12 else SKY  # an open gap: sky and grass show through
+        k = {BUILDING: rng.uniform(2.0, 8.0), VEG: rng.uniform(1.8, 4.0), SKY: 0.0}
+        cuts.append(b)
+        kinds.append(cls)
+        heights.append(k.get(cls, rng.uniform(0.4, 1.0)))
+        insts.append(cv.new(cls))
+    s = (cv.xx - xv) / xb
+    seg = np.clip(np.searchsorted(-np.asarray(cuts), -s), 0, len(cuts) - 1)
+    k = np.asarray(heights, np.float32)[seg]
+    cls = np.asarray(kinds)[seg]
+    if VEG in kinds:  # a bumpy tree line instead of a flat roof
+        k = k + np.where(cls == VEG, 0.5 * np.abs(np.sin(cv.xx / cv.w * 60)), 0.0)
+    m = (s > 0) & (cls != SKY) & (cv.yy >= yh - (k - 1) * s) & (cv.yy < yh + s)
+    cv.mask(m, cls, np.asarray(insts)[seg])
+
+
+def draw_layout(rng: np.random.Generator, w: int, h: int) -> Layout:
+    """Draw a scene's label map; every draw is relative to the image size (same scene any size)."""
+    cv = _Canvas(h, w)
+    yh, xv = h * rng.uniform(0.36, 0.5), w * rng.uniform(0.35, 0.65)
+    gs = cv.yy - yh
+    gx = (cv.xx - xv) / np.maximum(gs, 1e-3)  # x - xv = X * s on the ground plane
+    below = gs > 0
+    xl, xr = -rng.uniform(1.0, 2.6), rng.uniform(1.0, 2.6)  # road edges
+    swl, swr = rng.uniform(0.4, 1.6, 2)  # sidewalk widths
+    strip = [rng.uniform(0.3, 2.0) if rng.random() < 0.5 else 0.0 for _ in range(2)]
+    strip_cls = [TERRAIN if rng.random() < 0.7 else SIDEWALK for _ in range(2)]
+    xbl, xbr = xl - swl - strip[0] - 0.01, xr + swr + strip[1] + 0.01  # facade lines
+
+    cv.mask(below, TERRAIN, cv.new(TERRAIN))  # beyond the facades (seen through gaps)
+    cv.mask(below & (gx > xbl) & (gx < xl - swl), strip_cls[0], cv.new(strip_cls[0]))
+    cv.mask(below & (gx < xbr) & (gx > xr + swr), strip_cls[1], cv.new(strip_cls[1]))
+    cv.mask(below & (gx >= xl - swl) & (gx < xl), SIDEWALK, cv.new(SIDEWALK))
+    cv.mask(below & (gx <= xr + swr) & (gx > xr), SIDEWALK, cv.new(SIDEWALK))
+    cv.mask(below & (gx >= xl) & (gx <= xr), ROAD, cv.new(ROAD))
+
+    # Far skyline at the end of the street: blocks of random height sitting on the horizon.
+    n = rng.integers(3, 12)
+    cuts = np.sort(rng.uniform(0, w, n))
+    tall = np.where(rng.random(n + 1) < 0.3, 0.0, rng.uniform(0.01, 0.1, n + 1)) * h
+    sky_cls = np.where(rng.random(n + 1) < 0.25, VEG, BUILDING)
+    seg = np.searchsorted(cuts, cv.xx)
+    ids = np.array([cv.new(int(c)) for c in sky_cls])
+    cv.mask((cv.yy >= yh - tall[seg]) & (cv.yy < yh + 0.01 * h), sky_cls[seg], ids[seg])
+    _facades(cv, rng, xv, yh, xbl)
+    _facades(cv, rng, xv, yh, xbr)
+
+    # Things on the street, as (depth scale s, kind, lateral X); sorted far-to-near below.
+    smax = h - yh
+    things: list[tuple[float, str, float]] = []
+
+    def depth(near: float = 1.1) -> float:  # biased to far; cars stay a few metres ahead
+        return smax * rng.uniform(0.12, near) ** 1.4
+
+    def side_x(inner: float, outer: float) -> float:  # a lateral spot between two offsets
+        left = rng.random() < 0.5
+        return (
+            (xl - swl - inner - (outer - inner) * rng.random())
+            if left
+            else (xr + swr + inner + (outer - inner) * rng.random())
+        )
+
+    for _ in range(rng.integers(0, 7)):
+        lanes = (xl + 0.7, xr - 0.7)
+        x = rng.uniform(*lanes) if rng.random() < 0.7 else lanes[int(rng.integers(2))]
+        things.append((depth(0.75), "car", x))
+    for _ in range(rng.integers(0, 9)):
+        x = side_x(-0.9 * swl, -0.1 * swl) if rng.random() < 0.9 else rng.uniform(xl, xr)
+        things.append((depth(), "person", x))
+    for _ in range(rng.integers(0, 5)):
+        x = xl - 0.15 if rng.random() < 0.5 else xr + 0.15
+        things.append((depth(), "pole", x))
+    for _ in range(rng.integers(0, 6)):
+        things.append((depth(), "tree", side_x(-0.1, max(min(strip), 0.1))))
+    for _ in range(rng.integers(0, 4) if max(strip) > 0 else 0):
+        things.append((depth(), "bush", side_x(0.2, max(strip))))
+
+    for s, kind, x in sorted(things):
+        cx, yb = xv + x * s, yh + s
+        if kind == "car":
+            i, cw, ch = cv.new(CAR), 1.25 * s * rng.uniform(0.9, 1.1), s * rng.uniform(0.9, 1.1)
+            cv.rect(cx - cw / 2, cx + cw / 2, yb - 0.62 * ch, yb - 0.1 * ch, i)  # body
+            cv.rect(cx - 0.38 * cw, cx + 0.38 * cw, yb - ch, yb - 0.6 * ch, i)  # cabin
+            for dx in (-0.5, 0.32):  # wheels
+                cv.rect(cx + dx * cw, cx + (dx + 0.18) * cw, yb - 0.15 * ch, yb, i)
+        elif kind == "person":
+            i, hp = cv.new(PERSON), 1.15 * s * rng.uniform(0.85, 1.1)
+            cv.ellipse(cx, yb - 0.9 * hp, 0.08 * hp, 0.1 * hp, i)
+            cv.rect(cx - 0.13 * hp, cx + 0.13 * hp, yb - 0.81 * hp, yb - 0.45 * hp, i)
+            cv.rect(cx - 0.11 * hp, cx - 0.01 * hp, yb - 0.46 * hp, yb, i)
+            cv.rect(cx + 0.01 * hp, cx + 0.11 * hp, yb - 0.46 * hp, yb, i)
+        elif kind == "pole":
+            hp, r = s * rng.uniform(2.5, 4.0), rng.random()
+            cv.rect(cx - 0.04 * s, cx + 0.04 * s, yb - hp, yb, cv.new(POLE))
+            top = yb - hp
+            if r < 0.45:
+                i, a = cv.new(SIGN), 0.2 * s
+                if rng.random() < 0.5:
+                    cv.rect(cx - a, cx + a, top, top + 2 * a, i)
+                else:
+                    cv.ellipse(cx, top + a, a, a, i)
+            elif r < 0.75:
+                cv.rect(cx - 0.12 * s, cx + 0.12 * s, top, top + 0.5 * s, cv.new(LIGHT))
+            else:  # a lamp arm reaching over the road
+                d = 0.7 * s * (1 if x < 0 else -1)
+                cv.rect(min(cx, cx + d), max(cx, cx + d), top, top + 0.06 * s, cv.new(POLE))
+        elif kind == "tree":
+            i, ht = cv.new(VEG), s * rng.uniform(1.2, 2.2)
+            cv.rect(cx - 0.06 * s, cx + 0.06 * s, yb - ht, yb, i)  # trunk (vegetation too)
+            for _ in range(rng.integers(2, 5)):
+                r = s * rng.uniform(0.45, 1.0)
+                dx, dy = rng.uniform(-0.6, 0.6, 2) * s
+                cv.ellipse(cx + dx, yb - ht - 0.3 * r + dy, r, 0.85 * r, i)
+        else:  # bush
+            cv.ellipse(cx, yb - 0.25 * s, 0.6 * s, 0.35 * s, cv.new(VEG))
+    if cv.label.max() > CAR:  # cannot happen: every class comes from CLASSES_PRESENT
+        raise AssertionError("synthetic layout produced an unknown class")
+    return Layout(cv.label, cv.inst, np.asarray(cv.cls), gx, gs, yh, (xl + xr) / 2)
+
+
+def _upsample(small: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear upsampling as two small matrix products (much cheaper than ndimage.zoom)."""
+
+    def hat(n_out: int, n_in: int) -> np.ndarray:
+        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        return np.maximum(0, 1 - np.abs(pos[:, None] - np.arange(n_in))).astype(np.float32)
+
+    return hat(h, small.shape[0]) @ small @ hat(w, small.shape[1]).T
+
+
+_BANK: list[np.ndarray] = []
+
+
+def _grain(rng: np.random.Generator, h: int, w: int, c: int) -> np.ndarray:
+    """Per-pixel N(0,1) noise: a random wrapped crop of a fixed bank (drawing fresh normals
+    every image would cost more than the rest of the rendering)."""
+    if not _BANK:
+        _BANK.append(np.random.default_rng(12345).standard_normal((257, 509, 3), np.float32))
+    bank = _BANK[0]
+    rows = (rng.integers(bank.shape[0]) + np.arange(h)) % bank.shape[0]
+    cols = (rng.integers(bank.shape[1]) + np.arange(w)) % bank.shape[1]
+    chans = rng.permutation(3)[:c]  # varies the pattern beyond the crop offset
+    return bank[rows[:, None, None], cols[:, None], chans]
+
+
+def _source(lay: Layout, rng: np.random.Generator) -> np.ndarray:
+    c = lay.inst_cls
+    col = SOURCE_PALETTE[c] + rng.standard_normal((len(c), 3)) * SOURCE_JITTER[c][:, None]
+    return np.clip(col, 0, 255).astype(np.uint8)[lay.inst]  # flat colours, hard edges
+
+
+def _target(lay: Layout, rng: np.random.Generator) -> np.ndarray:
+    c, lab = lay.inst_cls, lay.label
+    h, w = lab.shape
+    wb = rng.uniform(0.9, 1.1, 3)  # white balance, folded into the colours
+    bright = 1 + TARGET_BRIGHT[c] * rng.uniform(-1, 1, len(c))
+    col = (
+        TARGET_PALETTE[c] * bright[:, None]
+        + rng.standard_normal((len(c), 3)) * TARGET_JITTER[c][:, None]
+    )
+    img = np.take((col * wb / 255).astype(np.float32), lay.inst, axis=0)
+    xx = np.arange(w, dtype=np.float32)
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    # One brightness field (HxW) gathers texture, lighting and shadow: a single 3-channel pass.
+    # Texture: grain plus blotches with per-class strength.
+    coarse = _upsample(rng.standard_normal((6, 12)).astype(np.float32), h, w)
+    field = 1 + np.take(FINE_AMP, lab) * _grain(rng, h, w, 1)[..., 0]
+    field += np.take(COARSE_AMP, lab) * coarse
+    # Lighting: a smooth gradient over the frame and a building shadow across part of the street.
+    a = rng.uniform(0, 2 * np.pi)
+    field *= 1 + rng.uniform(0.15, 0.4) * ((xx / w - 0.5) * np.cos(a) + (yy / h - 0.5) * np.sin(a))
+    lo, width, dark = rng.uniform(-4, 1), rng.uniform(1, 3), rng.uniform(0.5, 0.7)
+    ground = (lab <= SIDEWALK) | (lab == TERRAIN)
+    field[ground & (lay.gs > 0) & (lay.gx > lo) & (lay.gx < lo + width)] *= dark
+    sky = lab == SKY  # overcast: brighter towards the horizon
+    field[sky] *= np.broadcast_to(0.8 + 0.3 * yy / lay.horizon, (h, w))[sky]
+    img *= field[..., None]
+    veg = lab == VEG  # autumn leaves vary between red, orange and yellow
+    img[..., 1] *= 1 + 0.35 * veg * _upsample(rng.standard_normal((10, 20)), h, w)
+    # Structure the source never shows: dashed centre line, paving tiles, windows, fence slats.
+    z = h / np.maximum(lay.gs, 1e-3)  # distance along the street
+    near = lay.gs > 0.04 * h
+    road = near & (lab == ROAD)
+    road &= (np.abs(lay.gx - lay.lane) < 0.06) & ((z / 3) % 1 < 0.5)
+    img[road] = np.float32(0.9) * wb
+    walk = np.nonzero(near & (lab == SIDEWALK))
+    tiles = ((lay.gx[walk] * 2.5) % 1 < 0.12) | ((z[walk[0], 0] * 1.2) % 1 < 0.12)
+    img[walk[0][tiles], walk[1][tiles]] *= 0.75
+    pw, ph = max(3.0, w / rng.uniform(25, 50)), max(3.0, h / rng.uniform(10, 20))
+    win = ((xx / pw + rng.random()) % 1 < 0.45) & ((yy / ph) % 1 < 0.5) & (lab == BUILDING)
+    img[win] = img[win] * 0.45 + np.float32(0.12)
+    img[((xx / max(2.0, w / 90)) % 1 < 0.5) & (lab == FENCE)] *= 0.6
+    # Optics and camera: blur, a tone curve (gamma + S-curve, as a lookup table), sensor noise.
+    sigma = rng.uniform(0.5, 1.0) * max(w / 256, 0.4)
+    img = ndimage.gaussian_filter(img, (sigma, sigma, 0), truncate=2.5)
+    t = np.linspace(0, 1, 1024, dtype=np.float32) ** np.float32(rng.uniform(0.8, 1.25))
+    k = np.float32(rng.uniform(0.2, 0.6))
+    lut = ((1 - k) * t + k * t * t * (3 - 2 * t)) * 255 + 0.5
+    img = np.take(lut, np.clip(img * 1023, 0, 1023).astype(np.int32))
+    img += _grain(rng, h, w, 3) * np.float32(rng.uniform(2.5, 7.5))
+    return np.clip(img, 0, 255, out=img).astype(np.uint8)
+
+
+def render(
+    index: int, seed: int, style: str, width: int, height: int, split: str = "train"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scene `index` of `split`: (uint8 HxWx3 image, uint8 HxW train-id label map).
+
+    The layout depends on (seed, split, index) only; the style adds its own randomness.
+    """
+    if style not in STYLES or split not in SPLITS:
+        raise ValueError(f"style must be in {list(STYLES)}, split in {list(SPLITS)}")
+    if width < 8 or height < 8:
+        raise ValueError(f"image size must be at least 8x8, got {width}x{height}")
+    key = [int(seed), SPLITS[split], int(index)]  # a split is its own stream: no shared scenes
+    lay = draw_layout(np.random.default_rng(key), int(width), int(height))
+    style_rng = np.random.default_rng([*key, 1 + STYLES[style]])
+    image = _source(lay, style_rng) if style == "source" else _target(lay, style_rng)
+    return image, lay.label
+
+
+class SyntheticScenes(Dataset):
+    """`length` scenes of one split in one style, as {"image", "rgb", "label"} samples."""
+
+    def __init__(
+        self, style: str, split: str, length: int, width: int, height: int, seed: int = 0
+    ) -> None:
+        if style not in STYLES or split not in SPLITS:
+            raise ValueError(f"style must be in {list(STYLES)}, split in {list(SPLITS)}")
+        self.style, self.split, self.length = style, split, int(length)
+        self.width, self.height, self.seed = int(width), int(height), int(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        image, label = render(index, self.seed, self.style, self.width, self.height, self.split)
+        return to_sample(image, label)
+
+
+def example_batch(exp: Any) -> dict[str, torch.Tensor]:
+    """One training batch at the experiment's size: src_/tgt_ image, rgb and label.
+
+    Source and target scenes are different layouts (unpaired, like GTA5 vs Cityscapes): the
+    target half takes the indices after the source half.
+    """
+    w, h, b, seed = exp.data.width, exp.data.height, exp.train.batch_size, exp.train.seed
+    out: dict[str, torch.Tensor] = {}
+    for prefix, style, start in (("src", "source", 0), ("tgt", "target", b)):
+        samples = [to_sample(*render(start + i, seed, style, w, h)) for i in range(b)]
+        for key in ("image", "rgb", "label"):
+            out[f"{prefix}_{key}"] = torch.stack([s[key] for s in samples])
+    return out

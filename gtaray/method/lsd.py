@@ -1,0 +1,243 @@
+"""The LSD method: networks per variant, optimizers, and one D -> G -> F iteration.
+
+    nets = build(exp); opts = make_optimizers(nets, exp)
+    losses = train_step(nets, opts, example_batch(exp), exp)   # {"d/...", "g/...", "f/..."}
+
+Each update runs its own forward pass against the current weights (the authors' code reuses a
+graph after D has stepped). Nets may arrive wrapped for DDP by the training loop: the net being
+trained is called through its wrapper exactly once per update (inputs of both domains are
+concatenated), frozen nets are called unwrapped with requires_grad off, so DDP only ever reduces
+the gradients of the net that steps. No Ray here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gtaray.config import Experiment
+from gtaray.method import losses
+from gtaray.method.losses import FEAT_SRC, FEAT_TGT, SRC_FAKE, SRC_REAL, TGT_FAKE, TGT_REAL
+from gtaray.models.classifier import Classifier
+from gtaray.models.discriminator import Discriminator, FeatureD
+from gtaray.models.embedding import Embedding
+from gtaray.models.generator import Generator
+from gtaray.models.pretrained import load_vgg16_imagenet
+
+ADVERSARIAL = ("full", "no_aux", "within_domain")  # variants with G and the image-space D
+
+
+@dataclass
+class Nets:
+    F: nn.Module
+    C: nn.Module
+    G: nn.Module | None = None
+    D: nn.Module | None = None  # Discriminator, or FeatureD for feature_d
+
+    def items(self) -> list[tuple[str, nn.Module]]:
+        return [(k, v) for k, v in vars(self).items() if v is not None]
+
+
+@dataclass
+class Optimizers:
+    f: torch.optim.Optimizer  # F and C together
+    g: torch.optim.Optimizer | None = None
+    d: torch.optim.Optimizer | None = None
+
+    def items(self) -> list[tuple[str, torch.optim.Optimizer]]:
+        return [(k, v) for k, v in vars(self).items() if v is not None]
+
+
+def build(exp: Experiment) -> Nets:
+    """The networks the experiment's variant needs (unused ones are None), on the CPU."""
+    variant, width, k = exp.method.variant, exp.model.width, exp.data.num_classes
+    f = Embedding(width=width, dropout=exp.model.dropout)
+    if exp.model.pretrained:
+        load_vgg16_imagenet(f, exp.model.pretrained)
+    nets = Nets(F=f, C=Classifier(k, width=width))
+    if variant in ADVERSARIAL:
+        nets.G = Generator(
+            f.fc7_channels, f.pool4_channels, f.pool3_channels, width=width,
+            dropout=exp.model.dropout,
+        )
+        nets.D = Discriminator(k, width=width, aux=variant != "no_aux")
+    elif variant == "feature_d":
+        nets.D = FeatureD(f.fc7_channels, width=width)
+    return nets
+
+
+def _adam(modules: list[nn.Module], lr: float, exp: Experiment, bias_x2: bool = False):
+    params = [p for m in modules for p in m.parameters()]
+    if not bias_x2:
+        return torch.optim.Adam(params, lr=lr, betas=exp.optim.betas)
+    # The authors' FCN recipe: biases learn twice as fast as weights.
+    weights = [p for p in params if p.ndim > 1]
+    biases = [p for p in params if p.ndim <= 1]
+    groups = [{"params": weights, "lr": lr}, {"params": biases, "lr": 2 * lr}]
+    return torch.optim.Adam(groups, lr=lr, betas=exp.optim.betas)
+
+
+def make_optimizers(nets: Nets, exp: Experiment) -> Optimizers:
+    """Adam for F+C at lr_f (biases x2 if configured), and for G and D each at lr_gd."""
+    opts = Optimizers(f=_adam([nets.F, nets.C], exp.optim.lr_f, exp, exp.optim.bias_lr_x2))
+    if nets.G is not None:
+        opts.g = _adam([nets.G], exp.optim.lr_gd, exp)
+    if nets.D is not None:
+        opts.d = _adam([nets.D], exp.optim.lr_gd, exp)
+    return opts
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The plain module inside a DDP wrapper (or the module itself)."""
+    return getattr(net, "module", net)
+
+
+@contextlib.contextmanager
+def frozen(*nets: nn.Module) -> Iterator[None]:
+    """Let gradients flow through these nets without computing their own parameter grads."""
+    params = [p for n in nets for p in n.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def _autocast(batch: dict, exp: Experiment):
+    device = batch["src_image"].device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=exp.train.precision == "bf16")
+
+
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _halves(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return t.chunk(2)
+
+
+def update_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
+    """D learns the four domains (and the classes of real source pixels)."""
+    xs, xt = batch["src_image"], batch["tgt_image"]
+    size = xs.shape[2:]
+    with torch.no_grad():
+        fake = unwrap(nets.G)(*unwrap(nets.F)(torch.cat([xs, xt])), size)
+    fake_s, fake_t = _halves(fake)
+    domain_logits, aux_logits = nets.D(torch.cat([batch["src_rgb"], fake_s, batch["tgt_rgb"], fake_t]))
+    d_sr, d_sf, d_tr, d_tf = domain_logits.chunk(4)
+    out = {
+        "d/src_real": losses.domain(d_sr, SRC_REAL),
+        "d/src_fake": losses.domain(d_sf, SRC_FAKE),
+        "d/tgt_real": losses.domain(d_tr, TGT_REAL),
+        "d/tgt_fake": losses.domain(d_tf, TGT_FAKE),
+    }
+    if aux_logits is not None:
+        out["d/aux"] = losses.auxiliary(aux_logits.chunk(4)[0], batch["src_label"])
+    out["d/loss"] = sum(out.values())
+    _step(opt, out["d/loss"])
+    return out
+
+
+def update_g(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
+    """G fools D within each domain and reconstructs both images."""
+    xs, xt = batch["src_image"], batch["tgt_image"]
+    with torch.no_grad():
+        features = unwrap(nets.F)(torch.cat([xs, xt]))
+    fake = nets.G(*features, xs.shape[2:])
+    fake_s, fake_t = _halves(fake)
+    with frozen(nets.D):
+        domain_logits, aux_logits = unwrap(nets.D)(fake)
+    d_s, d_t = _halves(domain_logits)
+    out = {
+        "g/adv_src": losses.domain(d_s, SRC_REAL),
+        "g/adv_tgt": losses.domain(d_t, TGT_REAL),
+        "g/l1": losses.reconstruction(fake_s, batch["src_rgb"])
+        + losses.reconstruction(fake_t, batch["tgt_rgb"]),
+    }
+    adversarial = out["g/adv_src"] + out["g/adv_tgt"]
+    if aux_logits is not None:
+        out["g/aux"] = losses.auxiliary(_halves(aux_logits)[0], batch["src_label"])
+        adversarial = adversarial + out["g/aux"]
+    out["g/loss"] = exp.method.adv_g * adversarial + exp.method.l1 * out["g/l1"]
+    _step(opt, out["g/loss"])
+    return out
+
+
+def update_f(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
+    """F and C: segment source, and make G(F(.)) of each domain pass as the *other* domain."""
+    xs, xt, ys = batch["src_image"], batch["tgt_image"], batch["src_label"]
+    variant, size = exp.method.variant, xs.shape[2:]
+    features = nets.F(torch.cat([xs, xt]))
+    source_features = [f[: xs.shape[0]] for f in features]
+    out = {"f/seg": losses.segmentation(nets.C(*source_features, size), ys)}
+    adversarial = None
+    if variant == "feature_d":
+        with frozen(nets.D):
+            d_s, d_t = _halves(unwrap(nets.D)(features[0]))
+        adversarial = losses.domain(d_s, FEAT_TGT) + losses.domain(d_t, FEAT_SRC)
+    else:
+        with frozen(nets.G, nets.D):
+            fake = unwrap(nets.G)(*features, size)
+            domain_logits, aux_logits = unwrap(nets.D)(fake)
+        d_s, d_t = _halves(domain_logits)
+        swap = variant != "within_domain"
+        adversarial = losses.domain(d_s, TGT_REAL if swap else SRC_REAL) + losses.domain(
+            d_t, SRC_REAL if swap else TGT_REAL
+        )
+        if aux_logits is not None:
+            out["f/aux"] = losses.auxiliary(_halves(aux_logits)[0], ys)
+    out["f/adv"] = adversarial
+    out["f/loss"] = (
+        out["f/seg"] + exp.method.alpha * out.get("f/aux", 0.0) + exp.method.beta * adversarial
+    )
+    _step(opt, out["f/loss"])
+    return out
+
+
+def update_f_supervised(
+    nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment
+) -> dict:
+    """The bounds: F+C on one domain's labels (source_only: source, target_oracle: target)."""
+    domain = "tgt" if exp.method.variant == "target_oracle" else "src"
+    x = batch[f"{domain}_image"]
+    seg = losses.segmentation(nets.C(*nets.F(x), x.shape[2:]), batch[f"{domain}_label"])
+    _step(opt, seg)
+    return {"f/seg": seg, "f/loss": seg}
+
+
+def train_step(nets: Nets, opts: Optimizers, batch: dict, exp: Experiment) -> dict[str, float]:
+    """One iteration of the experiment's variant; returns every loss term as a float."""
+    for _, net in nets.items():
+        net.train()
+    out: dict[str, torch.Tensor] = {}
+    with _autocast(batch, exp):
+        match exp.method.variant:
+            case "source_only" | "target_oracle":
+                out |= update_f_supervised(nets, opts.f, batch, exp)
+            case "feature_d":
+                out |= update_feature_d(nets, opts.d, batch, exp)
+                out |= update_f(nets, opts.f, batch, exp)
+            case "full" | "no_aux" | "within_domain":
+                out |= update_d(nets, opts.d, batch, exp)
+                out |= update_g(nets, opts.g, batch, exp)
+                out |= update_f(nets, opts.f, batch, exp)
+    return {name: float(value) for name, value in out.items()}
+
+
+def update_feature_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
+    """FeatureD tells source fc7 features from target ones."""
+    with torch.no_grad():
+        fc7 = unwrap(nets.F)(torch.cat([batch["src_image"], batch["tgt_image"]]))[0]
+    d_s, d_t = _halves(nets.D(fc7))
+    out = {"d/src": losses.domain(d_s, FEAT_SRC), "d/tgt": losses.domain(d_t, FEAT_TGT)}
+    out["d/loss"] = out["d/src"] + out["d/tgt"]
+    _step(opt, out["d/loss"])
+    return out

@@ -1,0 +1,114 @@
+"""The trial plan of a sweep, known without Ray: what `gtaray sweep --dry-run` prints."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gtaray.config import Experiment
+
+BENCH_FILE = "bench.json"  # written by `gtaray bench` into results.dir
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a sweep will run and on what."""
+
+    trials: list[dict[str, Any]]  # grid: the exact trial parameters; search: one per sample
+    cpus_per_trial: float
+    gpus_per_trial: float
+    concurrency: int
+    total_iterations: int
+
+
+def trial_updates(params: dict[str, Any]) -> dict[str, Any]:
+    """Tune's flat trial config -> dotted experiment overrides."""
+    keys = {"variant": "method.variant", "seed": "train.seed", "alpha": "method.alpha",
+            "beta": "method.beta", "lr_f": "optim.lr_f", "lr_gd": "optim.lr_gd"}
+    return {keys[k]: v for k, v in params.items() if k in keys}
+
+
+def plan(exp: Experiment, cluster_cpus: float | None = None) -> Plan:
+    """Trials, resources per trial and how many run at once on `cluster_cpus` (default: here)."""
+    sweep, scaling = exp.sweep, exp.scaling
+    if sweep.mode == "grid":
+        trials = [{"variant": v, "seed": s} for v in sweep.variants for s in sweep.seeds]
+    else:
+        trials = [{"sample": i} for i in range(sweep.num_samples)]
+    cpus = scaling.num_workers * scaling.cpus_per_worker
+    gpus = float(scaling.num_workers) if scaling.use_gpu else 0.0
+    available = cluster_cpus if cluster_cpus is not None else float(os.cpu_count() or 1)
+    fits = max(1, int(available // cpus))
+    concurrency = min(sweep.max_concurrent or fits, fits, len(trials))
+    return Plan(trials, cpus, gpus, concurrency, len(trials) * exp.train.iterations)
+
+
+def _bench(exp: Experiment) -> dict | None:
+    path = Path(exp.results.dir) / BENCH_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def estimate_seconds(exp: Experiment, p: Plan) -> tuple[float, float] | None:
+    """(wall seconds, worker-hours) from `gtaray bench` figures, or None without them."""
+    bench = _bench(exp)
+    if not bench:
+        return None
+    rates = bench.get("iters_per_second", {})
+    overhead = float(bench.get("trial_overhead_s", 0.0))
+    per_trial = []
+    for t in p.trials:
+        variant = t.get("variant", exp.method.variant)
+        rate = rates.get(variant) or (sum(rates.values()) / len(rates) if rates else None)
+        if not rate:
+            return None
+        per_trial.append(overhead + exp.train.iterations / rate)
+    worker_hours = sum(per_trial) * exp.scaling.num_workers / 3600
+    return sum(per_trial) / p.concurrency, worker_hours
+
+
+def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
+    console = console or Console()
+    p = plan(exp)
+    s = exp.sweep
+    table = Table(title=f"{exp.name}: {len(p.trials)} trials ({s.mode})")
+    if s.mode == "grid":
+        table.add_column("trial", justify="right")
+        table.add_column("variant")
+        table.add_column("seed", justify="right")
+        for i, t in enumerate(p.trials):
+            table.add_row(str(i), t["variant"], str(t["seed"]))
+    else:
+        table.add_column("parameter")
+        table.add_column("sampled from")
+        for name in ("lr_f", "lr_gd", "alpha", "beta"):
+            bounds = getattr(s.space, name)
+            if bounds is not None:
+                table.add_row(name, f"log-uniform [{bounds.low:g}, {bounds.high:g}]")
+        if s.space.variant:
+            table.add_row("variant", "one of " + ", ".join(s.space.variant))
+        table.add_row("sampler", f"Optuna TPE, seed {exp.train.seed}, {s.num_samples} samples")
+        if s.scheduler == "asha":
+            table.add_row("scheduler", f"ASHA on {s.metric}: grace {s.grace_period} iterations, "
+                                       f"reduction factor {s.reduction_factor}")
+    console.print(table)
+    console.print(
+        f"per trial: {exp.scaling.num_workers} worker(s) x {exp.scaling.cpus_per_worker:g} CPU"
+        + (", 1 GPU each" if exp.scaling.use_gpu else "")
+        + f" | concurrency here: {p.concurrency} | total iterations: {p.total_iterations}"
+        + f" | selection metric: {s.metric}"
+    )
+    estimate = estimate_seconds(exp, p)
+    if estimate is None:
+        console.print("estimate: no bench figures (run `gtaray bench` to get them)")
+    else:
+        console.print(f"estimate: ~{estimate[0] / 60:.1f} min wall, {estimate[1]:.2f} worker-hours")
+    return p

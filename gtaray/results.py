@@ -1,0 +1,134 @@
+"""Result tables on disk: one Parquet file per trial, one per trial's learning curve.
+
+    <dir>/<experiment>/trials/<trial_id>.parquet   one row: config, final metrics, provenance
+    <dir>/<experiment>/curves/<trial_id>.parquet   one row per evaluation
+
+Files are written to a hidden temporary name in the same folder and renamed, so a reader never
+sees half a file and a trial that re-runs replaces its own file. Readers skip temporary names.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STATUSES = ("completed", "diverged", "pruned", "failed")
+
+# Columns every trial row has (in this order); `iou_<class>` columns follow.
+TRIAL_COLUMNS: dict[str, pa.DataType] = {
+    "experiment": pa.string(),
+    "trial_id": pa.string(),
+    "variant": pa.string(),
+    "seed": pa.int64(),
+    "lr_f": pa.float64(),
+    "lr_gd": pa.float64(),
+    "alpha": pa.float64(),
+    "beta": pa.float64(),
+    "adv_g": pa.float64(),
+    "l1": pa.float64(),
+    "width": pa.float64(),
+    "image_width": pa.int64(),
+    "image_height": pa.int64(),
+    "batch_size": pa.int64(),
+    "iterations_planned": pa.int64(),
+    "status": pa.string(),
+    "iterations_done": pa.int64(),
+    "target_miou": pa.float64(),
+    "best_target_miou": pa.float64(),
+    "target_val_miou": pa.float64(),
+    "source_val_miou": pa.float64(),
+    "selection_metric": pa.string(),
+    "wall_seconds": pa.float64(),
+    "iters_per_second": pa.float64(),
+    "workers": pa.int64(),
+    "device": pa.string(),
+    "gtaray_version": pa.string(),
+    "git_sha": pa.string(),
+    "config_hash": pa.string(),
+    "ray_version": pa.string(),
+    "torch_version": pa.string(),
+    "optuna_version": pa.string(),
+    "node_id": pa.string(),
+    "start_time": pa.timestamp("s", tz="UTC"),
+    "end_time": pa.timestamp("s", tz="UTC"),
+    "error": pa.string(),
+}
+
+
+def trial_path(results_dir: Path, experiment: str, trial_id: str) -> Path:
+    return Path(results_dir) / experiment / "trials" / f"{trial_id}.parquet"
+
+
+def curve_path(results_dir: Path, experiment: str, trial_id: str) -> Path:
+    return Path(results_dir) / experiment / "curves" / f"{trial_id}.parquet"
+
+
+def trial_schema(class_names: list[str]) -> pa.Schema:
+    fields = [pa.field(name, kind) for name, kind in TRIAL_COLUMNS.items()]
+    fields += [pa.field(f"iou_{c.replace(' ', '_')}", pa.float64()) for c in class_names]
+    return pa.schema(fields)
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file so readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_trial(row: dict, class_names: list[str], results_dir: Path) -> Path:
+    """Validate one trial row against the schema and write it atomically; return its path."""
+    if row.get("status") not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
+    schema = trial_schema(class_names)
+    missing = [name for name in schema.names if name not in row]
+    if missing:
+        raise ValueError(f"trial row lacks columns: {', '.join(missing)}")
+    table = pa.Table.from_pylist([{name: row[name] for name in schema.names}], schema=schema)
+    path = trial_path(results_dir, row["experiment"], row["trial_id"])
+    write_atomic(table, path)
+    return path
+
+
+def write_curve(rows: list[dict], results_dir: Path, experiment: str, trial_id: str) -> Path:
+    path = curve_path(results_dir, experiment, trial_id)
+    write_atomic(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def _visible_parquet(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+
+
+def load_trials(results_dir: Path, experiment: str | None = None) -> pd.DataFrame:
+    """All trial rows under results_dir (optionally one experiment), one row per trial id."""
+    results_dir = Path(results_dir)
+    folders = (
+        [results_dir / experiment / "trials"]
+        if experiment
+        else sorted(results_dir.glob("*/trials"))
+    )
+    frames = [pd.read_parquet(p) for f in folders for p in _visible_parquet(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    table = pd.concat(frames, ignore_index=True)
+    # One file per trial id already; this guards against copies made by hand.
+    return table.drop_duplicates(["experiment", "trial_id"], keep="last").reset_index(drop=True)
+
+
+def load_curves(results_dir: Path, experiment: str) -> pd.DataFrame:
+    files = _visible_parquet(Path(results_dir) / experiment / "curves")
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)

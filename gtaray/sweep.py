@@ -1,0 +1,268 @@
+"""Ray Tune: trial plans, the trial driver that builds a TorchTrainer, search, resume.
+
+    gtaray sweep experiments/ablations.yaml            # grid: variants x seeds
+    gtaray sweep experiments/search.yaml --resume      # Optuna + ASHA, continue after a kill
+
+Three layers (Ray Train V2): `train_fn_per_worker` (train.py) <- `trial_driver` (one
+TorchTrainer per Tune trial) <- `Tuner(trial_driver)`. Rows are written by `ResultsWriter`, a Tune
+callback in this process: one writer, atomic files, status taken from the last report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.tune
+from ray import tune
+
+from gtaray.config import ConfigError, Experiment
+from gtaray.data.splits import class_names
+from gtaray.plan import plan, trial_updates
+from gtaray.progress import SweepProgress
+from gtaray.provenance import provenance
+from gtaray.results import write_curve, write_trial
+from gtaray.train import fit_trial, init_ray
+
+SNAPSHOT = "experiment.json"
+
+
+def param_space(exp: Experiment) -> dict[str, Any]:
+    sweep = exp.sweep
+    if sweep.mode == "grid":
+        return {"variant": tune.grid_search(sweep.variants), "seed": tune.grid_search(sweep.seeds)}
+    space: dict[str, Any] = {}
+    for name in ("lr_f", "lr_gd", "alpha", "beta"):
+        bounds = getattr(sweep.space, name)
+        if bounds is not None:
+            space[name] = tune.loguniform(bounds.low, bounds.high)
+    if sweep.space.variant:
+        space["variant"] = tune.choice(sweep.space.variant)
+    return space
+
+
+class ResultsWriter(tune.Callback):
+    """Turns Tune's trial events into Parquet rows and curves, and drives the progress view."""
+
+    def __init__(self, exp: Experiment, out: Path):
+        self.exp, self.out = exp, out
+        self.classes = class_names(exp)
+        self.started: dict[str, datetime] = {}
+        self.curves: dict[str, list[dict]] = {}
+        self.provenance = provenance()
+
+    @property
+    def progress(self) -> SweepProgress | None:
+        # Not an attribute: Tune pickles callbacks with the experiment and restores them.
+        return SweepProgress.current
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started.setdefault(trial.trial_id, datetime.now(UTC))
+        if self.progress:
+            self.progress.update(trials)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("diverged") or "target_miou" not in result:
+            return
+        exp = self._trial_exp(trial)
+        row = {k: v for k, v in result.items() if isinstance(v, int | float) and "/" not in k}
+        row |= {k.replace("/", "_"): v for k, v in result.items() if "/" in k}
+        row |= {"trial_id": trial.trial_id, "variant": exp.method.variant, "seed": exp.train.seed}
+        curve = self.curves.setdefault(trial.trial_id, [])
+        curve[:] = [r for r in curve if r["iteration"] < row["iteration"]] + [row]
+        write_curve(curve, self.out, self.exp.name, trial.trial_id)
+        if self.progress:
+            self.progress.update(trials, result.get(self.exp.sweep.metric))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._write(trial, error=None)
+        if self.progress:
+            self.progress.update(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = str(trial.error_file or "trial failed")
+        self._write(trial, error=error)
+        if self.progress:
+            self.progress.update(trials)
+
+    def _trial_exp(self, trial) -> Experiment:
+        return self.exp.with_updates(trial_updates(trial.config))
+
+    def _write(self, trial, error: str | None) -> None:
+        exp = self._trial_exp(trial)
+        last = trial.last_result or {}
+        done = int(last.get("iteration", 0) or 0)
+        if error is not None:
+            status = "failed"
+        elif last.get("diverged"):
+            status = "diverged"
+        elif done >= exp.train.iterations:
+            status = "completed"
+        else:
+            status = "pruned"
+        end = datetime.now(UTC)
+        start = self.started.get(trial.trial_id, end)
+        row = summary_row(exp, trial.trial_id, status, last, self.classes)
+        row |= self.provenance | {
+            "node_id": str(last.get("node_ip", "")),
+            "start_time": start,
+            "end_time": end,
+            "wall_seconds": (end - start).total_seconds(),
+            "error": error,
+        }
+        write_trial(row, self.classes, self.out)
+
+
+def summary_row(exp: Experiment, trial_id: str, status: str, last: dict, classes) -> dict:
+    """The experiment-defined columns of a trial row plus its last reported metrics."""
+
+    def metric(key: str) -> float:
+        value = last.get(key)
+        return float(value) if isinstance(value, int | float) else math.nan
+
+    row = {
+        "experiment": exp.name,
+        "trial_id": trial_id,
+        "variant": exp.method.variant,
+        "seed": exp.train.seed,
+        "lr_f": exp.optim.lr_f,
+        "lr_gd": exp.optim.lr_gd,
+        "alpha": exp.method.alpha,
+        "beta": exp.method.beta,
+        "adv_g": exp.method.adv_g,
+        "l1": exp.method.l1,
+        "width": exp.model.width,
+        "image_width": exp.data.width,
+        "image_height": exp.data.height,
+        "batch_size": exp.train.batch_size,
+        "iterations_planned": exp.train.iterations,
+        "status": status,
+        "iterations_done": int(last.get("iteration", 0) or 0),
+        "target_miou": metric("target_miou"),
+        "best_target_miou": metric("best_target_miou"),
+        "target_val_miou": metric("target_val_miou"),
+        "source_val_miou": metric("source_val_miou"),
+        "selection_metric": exp.sweep.metric,
+        "iters_per_second": metric("iters_per_second"),
+        "workers": exp.scaling.num_workers,
+        "device": "cuda" if exp.scaling.use_gpu else "cpu",
+        "config_hash": exp.config_hash(),
+    }
+    for name in classes:
+        row[f"iou_{name.replace(' ', '_')}"] = metric(f"iou_{name.replace(' ', '_')}")
+    return row
+
+
+def trial_driver(config: dict[str, Any], base: dict[str, Any], storage: str) -> None:
+    """One Tune trial: a TorchTrainer over the experiment with this trial's parameters."""
+    exp = Experiment.model_validate(base).with_updates(trial_updates(config))
+    trial_id = ray.tune.get_context().get_trial_id()
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    fit_trial(exp, name=trial_id, storage=storage, callbacks=[TuneReportCallback()])
+
+
+def _searcher(exp: Experiment):
+    if exp.sweep.mode == "grid":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    sampler = optuna.samplers.TPESampler(seed=exp.train.seed)
+    return OptunaSearch(metric=exp.sweep.metric, mode="max", sampler=sampler)
+
+
+def _scheduler(exp: Experiment):
+    if exp.sweep.scheduler == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="iteration",
+        metric=exp.sweep.metric,
+        mode="max",
+        max_t=exp.train.iterations,
+        grace_period=exp.sweep.grace_period,
+        reduction_factor=exp.sweep.reduction_factor,
+    )
+
+
+def experiment_dir(exp: Experiment) -> Path:
+    return (Path(exp.results.dir) / exp.name).resolve()
+
+
+def check_start(exp: Experiment, resume: bool) -> bool:
+    """Refuse to overwrite; on resume refuse a changed config. True if a run can be restored."""
+    folder = experiment_dir(exp)
+    snapshot = folder / SNAPSHOT
+    if not resume:
+        if folder.exists():
+            raise ConfigError(
+                f"{folder}: experiment already exists; pass --resume to continue it, "
+                "or choose another --out / name"
+            )
+        return False
+    if not snapshot.exists():
+        return False
+    before = json.loads(snapshot.read_text())
+    if before.get("config_hash") != exp.config_hash():
+        raise ConfigError(
+            f"{snapshot}: config changed since this experiment started "
+            f"(hash {before.get('config_hash')} -> {exp.config_hash()}); use a new name"
+        )
+    return tune.Tuner.can_restore(str(folder / "tune"))
+
+
+def run_sweep(exp: Experiment, resume: bool = False, show_progress: bool = True) -> Path:
+    """Run (or resume) the experiment's sweep; return the experiment's results folder."""
+    restorable = check_start(exp, resume)
+    folder = experiment_dir(exp)
+    folder.mkdir(parents=True, exist_ok=True)
+    snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
+    (folder / SNAPSHOT).write_text(json.dumps(snapshot, indent=2))
+
+    init_ray()
+    the_plan = plan(exp, ray.cluster_resources().get("CPU"))
+    progress = SweepProgress(len(the_plan.trials), exp.sweep.metric) if show_progress else None
+    SweepProgress.current = progress
+    driver = tune.with_resources(
+        tune.with_parameters(
+            trial_driver, base=exp.model_dump(mode="json"), storage=str(folder / "train")
+        ),
+        # The driver only waits on its TorchTrainer: it holds a little memory, no CPU.
+        {"memory": 64 * 1024**2},
+    )
+    writer = ResultsWriter(exp, Path(exp.results.dir).resolve())
+    t0 = time.perf_counter()
+    try:
+        if progress:
+            progress.start()
+        if restorable:
+            tuner = tune.Tuner.restore(
+                str(folder / "tune"), trainable=driver, resume_unfinished=True,
+                resume_errored=True,
+            )
+        else:
+            tuner = tune.Tuner(
+                driver,
+                param_space=param_space(exp),
+                tune_config=tune.TuneConfig(
+                    search_alg=_searcher(exp),
+                    scheduler=_scheduler(exp),
+                    num_samples=exp.sweep.num_samples if exp.sweep.mode == "search" else 1,
+                    max_concurrent_trials=the_plan.concurrency,
+                ),
+                run_config=tune.RunConfig(
+                    name="tune", storage_path=str(folder), callbacks=[writer], verbose=0
+                ),
+            )
+        tuner.fit()
+    finally:
+        if progress:
+            progress.stop(time.perf_counter() - t0)
+    return folder

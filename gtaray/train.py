@@ -1,0 +1,261 @@
+"""Ray Train: the per-worker loop, exact distributed evaluation, checkpoints, one trial.
+
+    gtaray train experiments/smoke.yaml -o method.variant=full     # one trial, no Tune
+    run_trial(load_experiment("experiments/smoke.yaml"))           # the same from Python
+
+Every rank runs `train_fn_per_worker`: ordinary PyTorch around `gtaray.method.lsd.train_step`.
+The Ray lines are marked `# ray:`. Rank 0 reports the metrics and the model checkpoint; every
+rank adds its own RNG and data-stream state to the same checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from gtaray.config import Experiment
+from gtaray.data.pairs import TripletStream, shard_indices
+from gtaray.data.splits import Splits, class_names, make_splits
+from gtaray.method import lsd
+from gtaray.metrics import all_reduce_confusion, confusion_matrix, iou
+
+EVAL_BATCH = 8
+# Test-only switch: "RANK:ITERATION:MARKER" makes that rank exit once (marker file = done).
+FAIL_ENV = "GTARAY_TEST_FAIL_AT"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return {
+        k: v.to(device, non_blocking=True, memory_format=fmt) if v.ndim == 4 else v.to(device)
+        for k, v in batch.items()
+    }
+
+
+@torch.no_grad()
+def evaluate_split(nets: lsd.Nets, dataset, exp: Experiment, device: torch.device) -> np.ndarray:
+    """Confusion matrix of F+C on this rank's shard, summed over all ranks (exact mIoU)."""
+    f, c = lsd.unwrap(nets.F), lsd.unwrap(nets.C)
+    f.eval()
+    c.eval()
+    k = exp.data.num_classes
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    cm = torch.zeros(k, k, dtype=torch.int64, device=device)
+    indices = shard_indices(len(dataset), rank, world)
+    for start in range(0, len(indices), EVAL_BATCH):
+        samples = [dataset[i] for i in indices[start : start + EVAL_BATCH]]
+        x = torch.stack([s["image"] for s in samples]).to(device)
+        y = torch.stack([s["label"] for s in samples]).to(device)
+        with torch.autocast(device.type, torch.bfloat16, enabled=exp.train.precision == "bf16"):
+            pred = c(*f(x), x.shape[2:]).argmax(1)
+        cm += confusion_matrix(pred, y, k)
+    return all_reduce_confusion(cm).cpu().numpy()
+
+
+def evaluate(nets: lsd.Nets, splits: Splits, exp: Experiment, device) -> dict[str, float]:
+    cm_test = evaluate_split(nets, splits.target_test, exp, device)
+    miou, per_class = iou(cm_test)
+    out = {
+        "target_miou": miou,
+        "target_val_miou": iou(evaluate_split(nets, splits.target_val, exp, device))[0],
+        "source_val_miou": iou(evaluate_split(nets, splits.source_val, exp, device))[0],
+    }
+    for name, value in zip(class_names(exp), per_class, strict=True):
+        out[f"iou_{name.replace(' ', '_')}"] = float(value)
+    return out
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True if the flag is set on any rank (so all ranks stop together)."""
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _save(folder: Path, nets, opts, stream, iteration: int, best: float, rank: int) -> None:
+    if rank == 0:
+        torch.save(
+            {
+                "iteration": iteration,
+                "best_target_miou": best,
+                "nets": {k: lsd.unwrap(v).state_dict() for k, v in nets.items()},
+                "opts": {k: v.state_dict() for k, v in opts.items()},
+            },
+            folder / "state.pt",
+        )
+    torch.save({"rng": _rng_state(), "stream": stream.state_dict()}, folder / f"rank_{rank}.pt")
+
+
+def _restore(checkpoint, nets, opts, stream, rank: int) -> tuple[int, float]:
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / "state.pt", weights_only=False)
+        mine = torch.load(Path(folder) / f"rank_{rank}.pt", weights_only=False)
+    for name, net in nets.items():
+        lsd.unwrap(net).load_state_dict(state["nets"][name])
+    for name, opt in opts.items():
+        opt.load_state_dict(state["opts"][name])
+    stream.load_state_dict(mine["stream"])
+    _set_rng_state(mine["rng"])
+    return state["iteration"], state["best_target_miou"]
+
+
+def _maybe_fail(rank: int, iteration: int) -> None:
+    spec = os.environ.get(FAIL_ENV)
+    if not spec:
+        return
+    fail_rank, fail_iteration, marker = spec.split(":", 2)
+    if rank == int(fail_rank) and iteration == int(fail_iteration) and not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(1)
+
+
+def _prepare(nets: lsd.Nets, exp: Experiment, device: torch.device) -> None:
+    """Move to device, then wrap every net for DDP (one place, Ray's helper)."""
+    for name, net in nets.items():
+        net.to(device)
+        if exp.train.channels_last:
+            net.to(memory_format=torch.channels_last)
+        wrapped = ray.train.torch.prepare_model(net, move_to_device=False)  # ray: DDP if >1 rank
+        if exp.train.compile:
+            wrapped = torch.compile(wrapped)
+        setattr(nets, name, wrapped)
+
+
+def train_fn_per_worker(config: dict[str, Any]) -> None:
+    exp = Experiment.model_validate(config["experiment"])
+    context = ray.train.get_context()  # ray:
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()  # ray:
+    seed_everything(exp.train.seed)  # same initial weights on every rank
+    nets = lsd.build(exp)
+    opts = lsd.make_optimizers(nets, exp)
+    splits = make_splits(exp)
+    source = splits.target_train if exp.method.variant == "target_oracle" else splits.source_train
+    stream = TripletStream(
+        source, splits.target_train, exp.train.batch_size, exp.train.seed, rank, world
+    )
+    seed_everything(exp.train.seed * 1000 + rank)  # dropout differs per rank, as in any DDP run
+    start, best = 0, float("nan")
+    checkpoint = ray.train.get_checkpoint()  # ray: set after a worker failure or a resume
+    if checkpoint:
+        start, best = _restore(checkpoint, nets, opts, stream, rank)
+    _prepare(nets, exp, device)
+
+    sums: dict[str, float] = {}
+    steps, train_seconds = 0, 0.0
+    for iteration in range(start + 1, exp.train.iterations + 1):
+        _maybe_fail(rank, iteration)
+        t0 = time.perf_counter()
+        losses = lsd.train_step(nets, opts, _to_device(next(stream), device, False), exp)
+        train_seconds += time.perf_counter() - t0
+        steps += 1
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if _any_rank(not all(math.isfinite(v) for v in losses.values()), device):
+            ray.train.report({"iteration": float(iteration), "diverged": 1.0})  # ray:
+            return
+        if iteration % exp.train.eval_every and iteration != exp.train.iterations:
+            continue
+        metrics = evaluate(nets, splits, exp, device)
+        if not math.isnan(metrics["target_miou"]):
+            best = metrics["target_miou"] if math.isnan(best) else max(best, metrics["target_miou"])
+        metrics |= {k: v / steps for k, v in sums.items()}
+        metrics |= {
+            "iteration": float(iteration),
+            "best_target_miou": best,
+            "iters_per_second": steps / train_seconds,
+            "diverged": 0.0,
+            "workers": float(world),
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            _save(Path(folder), nets, opts, stream, iteration, best, rank)
+            ray.train.report(  # ray: metrics (rank 0's) + every rank's files in one checkpoint
+                metrics, checkpoint=ray.train.Checkpoint.from_directory(folder)
+            )
+        sums, steps, train_seconds = {}, 0, 0.0
+
+
+def init_ray() -> None:
+    """Join the cluster named by RAY_ADDRESS, or start a quiet local Ray with every core."""
+    if ray.is_initialized():
+        return
+    # Reports reach the driver at this poll interval (default 2 s); inherited by Ray's actors.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "180")
+    # The dashboard stays on: Train's placement-group cleaner needs it (shared/notes).
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS"),
+        log_to_driver=False,
+        logging_level="WARNING",
+        configure_logging=True,
+    )
+
+
+def fit_trial(
+    exp: Experiment, name: str, storage: str | Path, callbacks: list | None = None
+) -> ray.train.Result:
+    """Run one experiment through a TorchTrainer; a run of the same name resumes its checkpoint."""
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config={"experiment": exp.model_dump(mode="json")},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=exp.scaling.num_workers,
+            use_gpu=exp.scaling.use_gpu,
+            resources_per_worker={"CPU": exp.scaling.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(Path(storage).resolve()),
+            callbacks=callbacks or [],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=exp.train.num_to_keep),
+            failure_config=ray.train.FailureConfig(max_failures=exp.train.max_failures),
+        ),
+    )
+    return trainer.fit()
+
+
+def run_trial(exp: Experiment, name: str | None = None) -> dict[str, float]:
+    """One trial without Tune (what `gtaray train` runs); returns the last reported metrics."""
+    init_ray()
+    name = name or f"{exp.name}-{exp.method.variant}-s{exp.train.seed}"
+    storage = Path(exp.results.dir).resolve() / exp.name / "train"
+    result = fit_trial(exp, name, storage)
+    metrics = dict(result.metrics or {})
+    metrics["checkpoint_path"] = result.checkpoint.path if result.checkpoint else ""
+    return metrics
