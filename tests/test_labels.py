@@ -71,9 +71,7 @@ def test_synthia_16_class_examples_and_lanemarking_ignored():
 
 def test_unknown_negative_and_large_ids_become_ignore():
     raw = np.array([-1, -300, 34, 200, 255, 7, 65535, 70000], dtype=np.int64)
-    np.testing.assert_array_equal(
-        encode(raw, "cityscapes"), [255, 255, 255, 255, 255, 0, 255, 255]
-    )
+    np.testing.assert_array_equal(encode(raw, "cityscapes"), [255, 255, 255, 255, 255, 0, 255, 255])
     np.testing.assert_array_equal(
         encode(np.array([23, 40000, 65535], np.uint16), "synthia", 16), [255, 255, 255]
     )

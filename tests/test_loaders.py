@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -43,11 +44,10 @@ def write_rgb(path: Path, h: int, w: int, value: int = 100) -> None:
 
 def write_ids(path: Path, ids: np.ndarray, palette: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.fromarray(ids.astype(np.uint8), mode="L")
+    ids = ids.astype(np.uint8)
+    im = Image.fromarray(ids, mode="L")
     if palette:  # GTA5 labels are palette PNGs whose indices are the ids
-        im = im.convert("P")
-        im.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])
-        im = Image.frombytes("P", im.size, ids.astype(np.uint8).tobytes())
+        im = Image.frombytes("P", im.size, ids.tobytes())
         im.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])
     im.save(path)
 
@@ -121,6 +121,14 @@ def test_gta5_label_of_other_size_is_resized_to_its_image_with_one_warning(tmp_p
     assert torch.equal(a["label"], b["label"])
     warnings = [r for r in caplog.records if "00003.png" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_datasets_pickle_for_spawned_dataloader_workers(tmp_path):
+    ds = Cityscapes(make_cityscapes(tmp_path / "cs"), "train", width=8, height=4)
+    again = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(again[1]["label"], ds[1]["label"])
+    syn = pickle.loads(pickle.dumps(Synthia(make_synthia(tmp_path / "syn"), 10, 6)))
+    assert len(syn) == 2
 
 
 def test_gta5_indices_select_a_subset(tmp_path):

@@ -110,7 +110,7 @@ def check_dataset(root: Path | str, dataset: str, workers: int | None = None) ->
 
     workers = workers or min(8, (os.cpu_count() or 1) + 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for (_, label), (bad, msgs, differ) in zip(pairs, pool.map(_decode, pairs)):
+        for (_, label), (bad, msgs, differ) in zip(pairs, pool.map(_decode, pairs), strict=True):
             report.unreadable.extend(bad)
             report.errors.extend(msgs)
             if differ:

@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from gtaray.data.io import Layout, PairDataset
@@ -27,12 +28,14 @@ def layout(root: Path | str, split: str) -> Layout:
         raise ValueError(f"unknown Cityscapes split {split!r}; allowed: {', '.join(SPLITS)}")
     root = Path(root)
     labels = root / "gtFine" / split
+    return Layout(
+        root / "leftImg8bit" / split, "*/*" + IMAGE_SUFFIX, labels, partial(_label_for, labels)
+    )
 
-    def label_for(img: Path) -> Path:
-        stem = img.name[: -len(IMAGE_SUFFIX)]
-        return labels / img.parent.name / (stem + LABEL_SUFFIX)
 
-    return Layout(root / "leftImg8bit" / split, "*/*" + IMAGE_SUFFIX, labels, label_for)
+def _label_for(label_dir: Path, image: Path) -> Path:
+    """<city>/<stem>_leftImg8bit.png -> label_dir/<city>/<stem>_gtFine_labelIds.png."""
+    return label_dir / image.parent.name / (image.name[: -len(IMAGE_SUFFIX)] + LABEL_SUFFIX)
 
 
 class Cityscapes(PairDataset):

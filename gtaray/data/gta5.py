@@ -16,9 +16,10 @@ warning is logged once per dataset object; ids are never interpolated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
-from gtaray.data.io import Layout, PairDataset
+from gtaray.data.io import Layout, PairDataset, same_name
 
 SPLITS = ("all",)
 
@@ -29,7 +30,7 @@ def layout(root: Path | str, split: str = "all") -> Layout:
         raise ValueError(f"unknown GTA5 split {split!r}; allowed: {', '.join(SPLITS)}")
     root = Path(root)
     labels = root / "labels"
-    return Layout(root / "images", "*.png", labels, lambda img: labels / img.name)
+    return Layout(root / "images", "*.png", labels, partial(same_name, labels))
 
 
 class GTA5(PairDataset):

@@ -112,6 +112,11 @@ def resize_label(label: np.ndarray, width: int, height: int) -> np.ndarray:
     return label[rows[:, None], cols[None, :]]
 
 
+def same_name(label_dir: Path, image: Path) -> Path:
+    """Label of `image` when labels share the image file names (GTA5, SYNTHIA)."""
+    return label_dir / image.name
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where one split of a dataset keeps its images and how an image names its label."""
@@ -119,7 +124,7 @@ class Layout:
     image_dir: Path
     pattern: str  # glob below image_dir, e.g. "*.png" or "*/*_leftImg8bit.png"
     label_dir: Path
-    label_for: Callable[[Path], Path]
+    label_for: Callable[[Path], Path]  # module-level function or partial: keeps it picklable
 
     def images(self) -> list[Path]:
         """Sorted image files; DataError naming the directory when it is missing or empty."""

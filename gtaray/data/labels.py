@@ -18,7 +18,7 @@ indexing operation); anything not in the table (unknown, negative, >= 65536) bec
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -74,7 +74,9 @@ CITYSCAPES_LABELS: tuple[Label, ...] = (
     Label("license plate", -1, 255, (0, 0, 142)),
 )
 
-_TRAIN = sorted((lab for lab in CITYSCAPES_LABELS if lab.train_id != IGNORE), key=lambda x: x.train_id)
+_TRAIN = sorted(
+    (lab for lab in CITYSCAPES_LABELS if lab.train_id != IGNORE), key=lambda x: x.train_id
+)
 _NAMES_19 = tuple(lab.name for lab in _TRAIN)
 _DROP_16 = ("terrain", "truck", "train")
 _NAMES_16 = tuple(n for n in _NAMES_19 if n not in _DROP_16)
@@ -137,7 +139,7 @@ def _check(dataset: str, num_classes: int) -> None:
         raise ValueError(f"unsupported num_classes {num_classes!r}; allowed: {allowed}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def lookup_table(dataset: str, num_classes: int = 19) -> np.ndarray:
     """Read-only uint8 table of 65,536 entries: raw id -> train id (255 = ignore)."""
     _check(dataset, num_classes)
@@ -158,9 +160,11 @@ def encode(raw: np.ndarray, dataset: str, num_classes: int = 19) -> np.ndarray:
     """Raw dataset ids (any integer dtype, any shape) -> uint8 train ids, 255 = ignore."""
     lut = lookup_table(dataset, num_classes)
     raw = np.asarray(raw)
+    if raw.dtype == np.bool_:  # 1-bit PNGs
+        raw = raw.astype(np.uint8)
     if raw.dtype in (np.uint8, np.uint16):
         return lut[raw]  # every value is a valid index: one gather, no masking
-    if not (np.issubdtype(raw.dtype, np.integer) or raw.dtype == np.bool_):
+    if not np.issubdtype(raw.dtype, np.integer):
         raise ValueError(f"label ids must be integers, got dtype {raw.dtype}")
     out = np.full(raw.shape, IGNORE, dtype=np.uint8)
     valid = (raw >= 0) & (raw < _LUT_SIZE)

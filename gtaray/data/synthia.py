@@ -15,9 +15,10 @@ A label whose size differs from its image is an error (it does not happen in the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
-from gtaray.data.io import Layout, PairDataset
+from gtaray.data.io import Layout, PairDataset, same_name
 
 SPLITS = ("all",)
 
@@ -28,7 +29,7 @@ def layout(root: Path | str, split: str = "all") -> Layout:
         raise ValueError(f"unknown SYNTHIA split {split!r}; allowed: {', '.join(SPLITS)}")
     root = Path(root)
     labels = root / "GT" / "LABELS"
-    return Layout(root / "RGB", "*.png", labels, lambda img: labels / img.name)
+    return Layout(root / "RGB", "*.png", labels, partial(same_name, labels))
 
 
 class Synthia(PairDataset):
