@@ -121,7 +121,10 @@ def report(
 
     trials = load_trials(folder, experiment)
     if trials.empty:
-        fail(f"{folder}: no trial results" + (f" for experiment {experiment!r}" if experiment else ""))
+        fail(
+            f"{folder}: no trial results"
+            + (f" for experiment {experiment!r}" if experiment else "")
+        )
     text = rep.render(rep.summarise(trials), fmt)
     if text:
         sys.stdout.write(text)

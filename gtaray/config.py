@@ -51,7 +51,9 @@ class Data(_Frozen):
         if self.root is None and (self.source != "synthetic" or self.target != "synthetic"):
             raise ValueError("root: required when source or target is a real dataset")
         if (self.source == "synthetic") != (self.target == "synthetic"):
-            raise ValueError("source/target: the synthetic pair cannot be mixed with a real dataset")
+            raise ValueError(
+                "source/target: the synthetic pair cannot be mixed with a real dataset"
+            )
         sizes = ("source_train", "source_val", "target_train", "target_val", "target_test")
         for name in sizes:
             if self.source == "synthetic" and getattr(self, name) is None:
@@ -201,7 +203,11 @@ def _check_override_key(key: str, source: str) -> None:
         if model is None or part not in model.model_fields:
             raise ConfigError(f"{source}: {key}: unknown key")
         annotation = model.model_fields[part].annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
 
 
 def _format_error(source: str, error: ValidationError) -> str:
@@ -216,7 +222,13 @@ def _format_error(source: str, error: ValidationError) -> str:
         head, sep, tail = msg.partition(": ")
         if sep and " " not in head:
             loc, msg = ".".join(p for p in (loc, head) if p), tail
-    msg = msg.replace("greater than", ">").replace("less than", "<")
+    for words, sign in (
+        ("greater than or equal to", ">="),
+        ("less than or equal to", "<="),
+        ("greater than", ">"),
+        ("less than", "<"),
+    ):
+        msg = msg.replace(words, sign)
     msg = msg.replace("Input should be", "must be")
     more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
     return f"{source}: {loc or '<root>'}: {msg}{more}"
@@ -237,7 +249,8 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}:{where}: malformed YAML") from None
+        problem = f" ({e.problem})" if getattr(e, "problem", None) else ""
+        raise ConfigError(f"{source}:{where}: malformed YAML{problem}") from None
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):

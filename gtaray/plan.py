@@ -29,8 +29,14 @@ class Plan:
 
 def trial_updates(params: dict[str, Any]) -> dict[str, Any]:
     """Tune's flat trial config -> dotted experiment overrides."""
-    keys = {"variant": "method.variant", "seed": "train.seed", "alpha": "method.alpha",
-            "beta": "method.beta", "lr_f": "optim.lr_f", "lr_gd": "optim.lr_gd"}
+    keys = {
+        "variant": "method.variant",
+        "seed": "train.seed",
+        "alpha": "method.alpha",
+        "beta": "method.beta",
+        "lr_f": "optim.lr_f",
+        "lr_gd": "optim.lr_gd",
+    }
     return {keys[k]: v for k, v in params.items() if k in keys}
 
 
@@ -97,8 +103,11 @@ def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
             table.add_row("variant", "one of " + ", ".join(s.space.variant))
         table.add_row("sampler", f"Optuna TPE, seed {exp.train.seed}, {s.num_samples} samples")
         if s.scheduler == "asha":
-            table.add_row("scheduler", f"ASHA on {s.metric}: grace {s.grace_period} iterations, "
-                                       f"reduction factor {s.reduction_factor}")
+            table.add_row(
+                "scheduler",
+                f"ASHA on {s.metric}: grace {s.grace_period} iterations, "
+                f"reduction factor {s.reduction_factor}",
+            )
     console.print(table)
     console.print(
         f"per trial: {exp.scaling.num_workers} worker(s) x {exp.scaling.cpus_per_worker:g} CPU"

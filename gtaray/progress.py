@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
-from typing import ClassVar
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -14,39 +19,70 @@ from rich.text import Text
 class SweepProgress:
     current: ClassVar[SweepProgress | None] = None  # the sweep running in this process
 
-    def __init__(self, planned: int, metric: str, console: Console | None = None):
-        self.planned, self.metric = planned, metric
-        self.console = console or Console(stderr=True)
-        self.counts: dict[str, int] = {}
+    def __init__(self, planned: int, metric: str, console: Console, already_done: int = 0):
+        self.planned, self.metric, self.console = planned, metric, console
+        self.running = 0
+        self.statuses: dict[str, int] = {"done before": already_done} if already_done else {}
         self.best = math.nan
         self.t0 = time.perf_counter()
-        self.live = Live(self._render(), console=self.console, refresh_per_second=2,
-                         transient=False)
+        self.live = Live(self._render(), console=console, refresh_per_second=2)
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
         self.live.start()
 
-    def update(self, trials, metric_value: float | None = None) -> None:
-        self.counts = {}
-        for trial in trials:
-            self.counts[trial.status] = self.counts.get(trial.status, 0) + 1
+    def trial_started(self) -> None:
+        self.running += 1
+        self.live.update(self._render())
+
+    def trial_result(self, metric_value: float | None) -> None:
         if metric_value is not None and not math.isnan(metric_value):
             self.best = metric_value if math.isnan(self.best) else max(self.best, metric_value)
         self.live.update(self._render())
 
+    def trial_finished(self, status: str) -> None:
+        self.running = max(0, self.running - 1)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.live.update(self._render())
+
     def _render(self) -> Text:
         elapsed = time.perf_counter() - self.t0
-        done = self.counts.get("TERMINATED", 0) + self.counts.get("ERROR", 0)
-        eta = "?" if not done else f"{elapsed / done * max(self.planned - done, 0):.0f}s"
+        done = sum(self.statuses.values())
+        finished_here = done - self.statuses.get("done before", 0)
+        left = max(self.planned - done, 0)
+        eta = f"~{elapsed / finished_here * left:.0f}s" if finished_here else "?"
         best = "-" if math.isnan(self.best) else f"{100 * self.best:.1f}"
+        detail = ", ".join(f"{n} {s}" for s, n in self.statuses.items())
         return Text(
-            f"trials {done}/{self.planned} done, {self.counts.get('RUNNING', 0)} running, "
-            f"{self.counts.get('ERROR', 0)} errored | best {self.metric} {best} | "
-            f"elapsed {elapsed:.0f}s, remaining ~{eta}"
+            f"trials {done}/{self.planned} done ({detail or 'none yet'}), {self.running} running"
+            f" | best {self.metric} {best} | elapsed {elapsed:.0f}s, remaining {eta}"
         )
 
-    def stop(self, elapsed: float) -> None:
+    def stop(self) -> None:
         self.live.update(self._render())
         self.live.stop()
         SweepProgress.current = None
+
+
+@contextlib.contextmanager
+def output_to_log(path: Path) -> Iterator[TextIO]:
+    """Send everything written to fds 1 and 2 (Ray's banners, warnings, child processes) to a
+    log file; yield a stream on the real terminal for our own progress view."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(2), "w", buffering=1)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            terminal.close()

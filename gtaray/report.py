@@ -1,6 +1,6 @@
 """Paper-style tables from the Parquet results: one line per variant, mean ± std over seeds.
 
-    gtaray report results --experiment ablations --format markdown
+gtaray report results --experiment ablations --format markdown
 """
 
 from __future__ import annotations
@@ -89,12 +89,23 @@ def render(summary: pd.DataFrame, fmt: str = "table", console: Console | None = 
         out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         out += ["| " + " | ".join(cells) + " |" for cells in lines]
         return "\n".join(out) + "\n"
+    # A terminal is too narrow for 19 class columns: per-class IoU gets a table of its own.
+    console = console or Console()
     table = Table(title="target mIoU by variant (mean ± std over seeds)")
-    for h in headers:
+    for h in headers[:6]:
         table.add_column(h, justify="left" if h in ("experiment", "variant", "status") else "right")
     for cells in lines:
-        table.add_row(*cells)
-    (console or Console()).print(table)
+        table.add_row(*cells[:6])
+    console.print(table)
+    seen = [c for c in iou_cols if summary[c].notna().any()]
+    if seen:
+        per_class = Table(title="per-class target IoU (%), mean over seeds")
+        per_class.add_column("class")
+        for _, row in summary.iterrows():
+            per_class.add_column(f"{row['variant']}", justify="right")
+        for col in seen:
+            per_class.add_row(col.removeprefix("iou_"), *[_pct(v) for v in summary[col]])
+        console.print(per_class)
     return ""
 
 
@@ -108,8 +119,13 @@ def plot_curves(curves: pd.DataFrame, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     colours = {v: f"C{i}" for i, v in enumerate(VARIANT_ORDER)}
     for (variant, _trial), group in curves.groupby(["variant", "trial_id"]):
-        ax.plot(group["iteration"], 100 * group["target_miou"], color=colours.get(variant),
-                alpha=0.7, label=variant)
+        ax.plot(
+            group["iteration"],
+            100 * group["target_miou"],
+            color=colours.get(variant),
+            alpha=0.7,
+            label=variant,
+        )
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=8)

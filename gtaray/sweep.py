@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,12 @@ from typing import Any
 import ray
 import ray.tune
 from ray import tune
+from rich.console import Console
 
 from gtaray.config import ConfigError, Experiment
 from gtaray.data.splits import class_names
 from gtaray.plan import plan, trial_updates
-from gtaray.progress import SweepProgress
+from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
 from gtaray.results import write_curve, write_trial
 from gtaray.train import fit_trial, init_ray
@@ -64,7 +64,7 @@ class ResultsWriter(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self.started.setdefault(trial.trial_id, datetime.now(UTC))
         if self.progress:
-            self.progress.update(trials)
+            self.progress.trial_started()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("diverged") or "target_miou" not in result:
@@ -77,18 +77,13 @@ class ResultsWriter(tune.Callback):
         curve[:] = [r for r in curve if r["iteration"] < row["iteration"]] + [row]
         write_curve(curve, self.out, self.exp.name, trial.trial_id)
         if self.progress:
-            self.progress.update(trials, result.get(self.exp.sweep.metric))
+            self.progress.trial_result(result.get(self.exp.sweep.metric))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trial, error=None)
-        if self.progress:
-            self.progress.update(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = str(trial.error_file or "trial failed")
-        self._write(trial, error=error)
-        if self.progress:
-            self.progress.update(trials)
+        self._write(trial, error=str(trial.error_file or "trial failed"))
 
     def _trial_exp(self, trial) -> Experiment:
         return self.exp.with_updates(trial_updates(trial.config))
@@ -116,6 +111,8 @@ class ResultsWriter(tune.Callback):
             "error": error,
         }
         write_trial(row, self.classes, self.out)
+        if self.progress:
+            self.progress.trial_finished(status)
 
 
 def summary_row(exp: Experiment, trial_id: str, status: str, last: dict, classes) -> dict:
@@ -226,9 +223,20 @@ def run_sweep(exp: Experiment, resume: bool = False, show_progress: bool = True)
     snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
     (folder / SNAPSHOT).write_text(json.dumps(snapshot, indent=2))
 
+    with output_to_log(folder / "sweep.log") as terminal:
+        _run_tuner(exp, folder, restorable, terminal if show_progress else None)
+    return folder
+
+
+def _run_tuner(exp: Experiment, folder: Path, restorable: bool, terminal) -> None:
     init_ray()
     the_plan = plan(exp, ray.cluster_resources().get("CPU"))
-    progress = SweepProgress(len(the_plan.trials), exp.sweep.metric) if show_progress else None
+    progress = None
+    if terminal is not None:
+        done = len(list((folder / "trials").glob("*.parquet")))
+        progress = SweepProgress(
+            len(the_plan.trials), exp.sweep.metric, Console(file=terminal), already_done=done
+        )
     SweepProgress.current = progress
     driver = tune.with_resources(
         tune.with_parameters(
@@ -238,13 +246,14 @@ def run_sweep(exp: Experiment, resume: bool = False, show_progress: bool = True)
         {"memory": 64 * 1024**2},
     )
     writer = ResultsWriter(exp, Path(exp.results.dir).resolve())
-    t0 = time.perf_counter()
     try:
         if progress:
             progress.start()
         if restorable:
             tuner = tune.Tuner.restore(
-                str(folder / "tune"), trainable=driver, resume_unfinished=True,
+                str(folder / "tune"),
+                trainable=driver,
+                resume_unfinished=True,
                 resume_errored=True,
             )
         else:
@@ -264,5 +273,4 @@ def run_sweep(exp: Experiment, resume: bool = False, show_progress: bool = True)
         tuner.fit()
     finally:
         if progress:
-            progress.stop(time.perf_counter() - t0)
-    return folder
+            progress.stop()

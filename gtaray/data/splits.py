@@ -73,7 +73,9 @@ def _real(exp: Experiment) -> Splits:
         return source_cls(d.root / d.source, d.width, d.height, num_classes=k, indices=idx)
 
     def target(split: str, idx: list[int]) -> Dataset:
-        return Cityscapes(d.root / "cityscapes", split, d.width, d.height, num_classes=k, indices=idx)
+        return Cityscapes(
+            d.root / "cityscapes", split, d.width, d.height, num_classes=k, indices=idx
+        )
 
     return Splits(
         source_train=source(s_train),

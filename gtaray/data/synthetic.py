@@ -100,8 +100,8 @@ class _Canvas:
         return len(self.cls) - 1
 
     def mask(self, m: np.ndarray, cls: int | np.ndarray, inst: int | np.ndarray) -> None:
-        self.label = np.where(m, cls, self.label).astype(np.uint8)
-        self.inst = np.where(m, inst, self.inst).astype(np.int32)
+        np.copyto(self.label, cls, casting="unsafe", where=m)
+        np.copyto(self.inst, inst, casting="unsafe", where=m)
 
     def _span(self, a: float, b: float, n: int) -> tuple[int, int]:
         if b - a < 1.0:  # keep thin things (poles, far legs) at least one pixel wide
@@ -271,16 +271,36 @@ def _upsample(small: np.ndarray, h: int, w: int) -> np.ndarray:
 _BANK: list[np.ndarray] = []
 
 
-def _grain(rng: np.random.Generator, h: int, w: int, c: int) -> np.ndarray:
-    """Per-pixel N(0,1) noise: a random wrapped crop of a fixed bank (drawing fresh normals
-    every image would cost more than the rest of the rendering)."""
+def _grain(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Per-pixel N(0,1) noise (HxWx3): a random crop of a fixed bank, tiled when the image is
+    larger (drawing fresh normals every image would cost more than the rest of the rendering)."""
     if not _BANK:
         _BANK.append(np.random.default_rng(12345).standard_normal((257, 509, 3), np.float32))
     bank = _BANK[0]
-    rows = (rng.integers(bank.shape[0]) + np.arange(h)) % bank.shape[0]
-    cols = (rng.integers(bank.shape[1]) + np.arange(w)) % bank.shape[1]
-    chans = rng.permutation(3)[:c]  # varies the pattern beyond the crop offset
-    return bank[rows[:, None, None], cols[:, None], chans]
+    r0, c0 = (
+        rng.integers(bank.shape[0] - min(h, bank.shape[0]) + 1),
+        rng.integers(bank.shape[1] - min(w, bank.shape[1]) + 1),
+    )
+    if h + r0 > bank.shape[0] or w + c0 > bank.shape[1]:  # wrap around (large images only)
+        bank = np.take(bank, np.arange(r0, r0 + h), axis=0, mode="wrap")
+        return np.take(bank, np.arange(c0, c0 + w), axis=1, mode="wrap")
+    return bank[r0 : r0 + h, c0 : c0 + w]
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of an HxWxC image; small sigmas as a separable 3-tap kernel (cheaper)."""
+    if sigma > 0.7:
+        return ndimage.gaussian_filter(img, (sigma, sigma, 0), truncate=2.5)
+    a = np.float32(sigma * sigma / 2)  # [a, 1-2a, a] has variance 2a
+    for axis in (0, 1):
+        x = np.moveaxis(img, axis, 0)
+        out = x * (1 - 2 * a)
+        out[1:] += a * x[:-1]
+        out[:-1] += a * x[1:]
+        out[0] += a * x[0]  # replicate the border
+        out[-1] += a * x[-1]
+        img = np.moveaxis(out, 0, axis)
+    return img
 
 
 def _source(lay: Layout, rng: np.random.Generator) -> np.ndarray:
@@ -294,51 +314,47 @@ def _target(lay: Layout, rng: np.random.Generator) -> np.ndarray:
     h, w = lab.shape
     wb = rng.uniform(0.9, 1.1, 3)  # white balance, folded into the colours
     bright = 1 + TARGET_BRIGHT[c] * rng.uniform(-1, 1, len(c))
-    col = (
-        TARGET_PALETTE[c] * bright[:, None]
-        + rng.standard_normal((len(c), 3)) * TARGET_JITTER[c][:, None]
-    )
-    img = np.take((col * wb / 255).astype(np.float32), lay.inst, axis=0)
+    jitter = rng.standard_normal((len(c), 3)) * TARGET_JITTER[c][:, None]
+    col = (TARGET_PALETTE[c] * bright[:, None] + jitter) * wb / 255
+    img = np.take(col.astype(np.float32), lay.inst, axis=0)
     xx = np.arange(w, dtype=np.float32)
     yy = np.arange(h, dtype=np.float32)[:, None]
-    # One brightness field (HxW) gathers texture, lighting and shadow: a single 3-channel pass.
-    # Texture: grain plus blotches with per-class strength.
-    coarse = _upsample(rng.standard_normal((6, 12)).astype(np.float32), h, w)
-    field = 1 + np.take(FINE_AMP, lab) * _grain(rng, h, w, 1)[..., 0]
-    field += np.take(COARSE_AMP, lab) * coarse
+    z = h / np.maximum(lay.gs, 1e-3)  # distance along the street
+    near = lay.gs > 0.04 * h
+    dash = near & (lab == ROAD)  # a dashed centre line
+    dash &= (np.abs(lay.gx - lay.lane) < 0.06) & ((z / 3) % 1 < 0.5)
+    img[dash] = np.float32(0.9) * wb
+    # One brightness field (HxW) gathers texture, structure, lighting and shadow, so that the
+    # 3-channel image is touched once.  Texture: grain plus blotches, per-class strength.
+    field = 1 + np.take(FINE_AMP, lab) * _grain(rng, h, w)[..., 0]
+    field += np.take(COARSE_AMP, lab) * _upsample(rng.standard_normal((6, 12)), h, w)
+    # Structure the source never shows: paving tiles, windows, fence slats.
+    walk = np.nonzero(near & (lab == SIDEWALK))
+    tiles = ((lay.gx[walk] * 2.5) % 1 < 0.12) | ((z[walk[0], 0] * 1.2) % 1 < 0.12)
+    field[walk[0][tiles], walk[1][tiles]] *= 0.7
+    pw, ph = max(3.0, w / rng.uniform(25, 50)), max(3.0, h / rng.uniform(10, 20))
+    win = ((xx / pw + rng.random()) % 1 < 0.45) & ((yy / ph) % 1 < 0.5)
+    field[win & (lab == BUILDING)] *= 0.5
+    field[((xx / max(2.0, w / 90)) % 1 < 0.5) & (lab == FENCE)] *= 0.6
+    sky = lab == SKY  # overcast: brighter towards the horizon
+    field[sky] *= np.broadcast_to(0.8 + 0.3 * yy / lay.horizon, (h, w))[sky]
     # Lighting: a smooth gradient over the frame and a building shadow across part of the street.
-    a = rng.uniform(0, 2 * np.pi)
-    field *= 1 + rng.uniform(0.15, 0.4) * ((xx / w - 0.5) * np.cos(a) + (yy / h - 0.5) * np.sin(a))
+    a, amp = rng.uniform(0, 2 * np.pi), rng.uniform(0.15, 0.4)
+    field *= (1 + amp * np.cos(a) * (xx / w - 0.5)) + amp * np.sin(a) * (yy / h - 0.5)
     lo, width, dark = rng.uniform(-4, 1), rng.uniform(1, 3), rng.uniform(0.5, 0.7)
     ground = (lab <= SIDEWALK) | (lab == TERRAIN)
     field[ground & (lay.gs > 0) & (lay.gx > lo) & (lay.gx < lo + width)] *= dark
-    sky = lab == SKY  # overcast: brighter towards the horizon
-    field[sky] *= np.broadcast_to(0.8 + 0.3 * yy / lay.horizon, (h, w))[sky]
     img *= field[..., None]
-    veg = lab == VEG  # autumn leaves vary between red, orange and yellow
-    img[..., 1] *= 1 + 0.35 * veg * _upsample(rng.standard_normal((10, 20)), h, w)
-    # Structure the source never shows: dashed centre line, paving tiles, windows, fence slats.
-    z = h / np.maximum(lay.gs, 1e-3)  # distance along the street
-    near = lay.gs > 0.04 * h
-    road = near & (lab == ROAD)
-    road &= (np.abs(lay.gx - lay.lane) < 0.06) & ((z / 3) % 1 < 0.5)
-    img[road] = np.float32(0.9) * wb
-    walk = np.nonzero(near & (lab == SIDEWALK))
-    tiles = ((lay.gx[walk] * 2.5) % 1 < 0.12) | ((z[walk[0], 0] * 1.2) % 1 < 0.12)
-    img[walk[0][tiles], walk[1][tiles]] *= 0.75
-    pw, ph = max(3.0, w / rng.uniform(25, 50)), max(3.0, h / rng.uniform(10, 20))
-    win = ((xx / pw + rng.random()) % 1 < 0.45) & ((yy / ph) % 1 < 0.5) & (lab == BUILDING)
-    img[win] = img[win] * 0.45 + np.float32(0.12)
-    img[((xx / max(2.0, w / 90)) % 1 < 0.5) & (lab == FENCE)] *= 0.6
-    # Optics and camera: blur, a tone curve (gamma + S-curve, as a lookup table), sensor noise.
-    sigma = rng.uniform(0.5, 1.0) * max(w / 256, 0.4)
-    img = ndimage.gaussian_filter(img, (sigma, sigma, 0), truncate=2.5)
-    t = np.linspace(0, 1, 1024, dtype=np.float32) ** np.float32(rng.uniform(0.8, 1.25))
-    k = np.float32(rng.uniform(0.2, 0.6))
-    lut = ((1 - k) * t + k * t * t * (3 - 2 * t)) * 255 + 0.5
-    img = np.take(lut, np.clip(img * 1023, 0, 1023).astype(np.int32))
-    img += _grain(rng, h, w, 3) * np.float32(rng.uniform(2.5, 7.5))
-    return np.clip(img, 0, 255, out=img).astype(np.uint8)
+    veg = np.nonzero(lab == VEG)  # autumn leaves vary between red, orange and yellow
+    img[veg[0], veg[1], 1] *= 1 + 0.35 * _upsample(rng.standard_normal((10, 20)), h, w)[veg]
+    # Camera: lens blur, sensor noise, then a tone curve (gamma + S-curve) as a lookup table.
+    img = _blur(img, rng.uniform(0.45, 0.7) * max(w / 256, 0.4))
+    img += _grain(rng, h, w) * np.float32(rng.uniform(0.01, 0.03))
+    t = np.linspace(0, 1, 1024) ** rng.uniform(0.8, 1.25)
+    k = rng.uniform(0.2, 0.6)
+    lut = (((1 - k) * t + k * t * t * (3 - 2 * t)) * 255 + 0.5).astype(np.uint8)
+    img *= 1023
+    return np.take(lut, np.clip(img, 0, 1023, out=img).astype(np.int32))
 
 
 def render(

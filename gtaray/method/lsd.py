@@ -61,7 +61,10 @@ def build(exp: Experiment) -> Nets:
     nets = Nets(F=f, C=Classifier(k, width=width))
     if variant in ADVERSARIAL:
         nets.G = Generator(
-            f.fc7_channels, f.pool4_channels, f.pool3_channels, width=width,
+            f.fc7_channels,
+            f.pool4_channels,
+            f.pool3_channels,
+            width=width,
             dropout=exp.model.dropout,
         )
         nets.D = Discriminator(k, width=width, aux=variant != "no_aux")
@@ -131,7 +134,9 @@ def update_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experimen
     with torch.no_grad():
         fake = unwrap(nets.G)(*unwrap(nets.F)(torch.cat([xs, xt])), size)
     fake_s, fake_t = _halves(fake)
-    domain_logits, aux_logits = nets.D(torch.cat([batch["src_rgb"], fake_s, batch["tgt_rgb"], fake_t]))
+    domain_logits, aux_logits = nets.D(
+        torch.cat([batch["src_rgb"], fake_s, batch["tgt_rgb"], fake_t])
+    )
     d_sr, d_sf, d_tr, d_tf = domain_logits.chunk(4)
     out = {
         "d/src_real": losses.domain(d_sr, SRC_REAL),
@@ -229,7 +234,7 @@ def train_step(nets: Nets, opts: Optimizers, batch: dict, exp: Experiment) -> di
                 out |= update_d(nets, opts.d, batch, exp)
                 out |= update_g(nets, opts.g, batch, exp)
                 out |= update_f(nets, opts.f, batch, exp)
-    return {name: float(value) for name, value in out.items()}
+    return {name: float(value.detach()) for name, value in out.items()}
 
 
 def update_feature_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:

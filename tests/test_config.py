@@ -1,0 +1,97 @@
+"""The experiment file: every invalid input names the file and the key; overrides are typed."""
+
+from __future__ import annotations
+
+import pytest
+
+from gtaray.config import ConfigError, Experiment, load_experiment
+from tests.conftest import EXPERIMENTS
+
+GOOD = """\
+name: t
+train: {iterations: 10, eval_every: 5}
+sweep: {variants: [full, source_only], seeds: [0, 1]}
+"""
+
+
+def write(tmp_path, text: str, name: str = "exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_good_file_loads_frozen_with_defaults(tmp_path):
+    exp = load_experiment(write(tmp_path, GOOD))
+    assert exp.train.iterations == 10 and exp.optim.lr_f == 1e-5 and exp.method.variant == "full"
+    with pytest.raises(Exception, match="frozen"):
+        exp.train.iterations = 3
+
+
+def test_overrides_are_parsed_to_the_field_type(tmp_path):
+    path = write(tmp_path, GOOD)
+    exp = load_experiment(
+        path,
+        [
+            "train.iterations=50",
+            "optim.lr_f=1e-4",
+            "scaling.use_gpu=true",
+            "sweep.seeds=[3, 4]",
+            "method.variant=no_aux",
+            "model.pretrained=/w/vgg.pth",
+        ],
+    )
+    assert exp.train.iterations == 50 and isinstance(exp.train.iterations, int)
+    assert exp.optim.lr_f == pytest.approx(1e-4)
+    assert exp.scaling.use_gpu is True
+    assert exp.sweep.seeds == [3, 4]
+    assert exp.method.variant == "no_aux"
+    assert exp.model.pretrained == "/w/vgg.pth"
+
+
+def test_shipped_experiments_are_valid():
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        assert isinstance(load_experiment(path), Experiment), path
+
+
+def test_config_hash_changes_with_content(tmp_path):
+    path = write(tmp_path, GOOD)
+    a, b = load_experiment(path), load_experiment(path, ["method.alpha=0.5"])
+    assert a.config_hash() == load_experiment(path).config_hash() != b.config_hash()
+
+
+INVALID = [
+    # (file body, overrides, expected fragment of the message)
+    ("name: t\nnmae: x\n", [], "exp.yaml: nmae: unknown key"),
+    ("name: t\ntrain: {iters: 5}\n", [], "exp.yaml: train.iters: unknown key"),
+    ("name: t\ntrain: {iterations: lots}\n", [], "exp.yaml: train.iterations: must be a valid"),
+    ("name: t\noptim: {lr_f: -0.001}\n", [], "exp.yaml: optim.lr_f: must be > 0"),
+    ("name: t\nmethod: {variant: magic}\n", [], "exp.yaml: method.variant: must be"),
+    ("name: t\nsweep: {variants: []}\n", [], "exp.yaml: sweep.variants:"),
+    ("name: t\nsweep: {seeds: []}\n", [], "exp.yaml: sweep.seeds:"),
+    ("name: t\ntrain: [1, 2\n", [], "exp.yaml: line 3: malformed YAML"),
+    ("name: t\n", ["train.iterations"], "exp.yaml: override 'train.iterations': expected"),
+    ("name: t\n", ["train.nope=1"], "exp.yaml: train.nope: unknown key"),
+    ("name: t\n", ["nope.deeper=1"], "exp.yaml: nope.deeper: unknown key"),
+    ("name: t\nscaling: {num_workers: 0}\n", [], "exp.yaml: scaling.num_workers: must be >= 1"),
+    ("name: t\ndata: {width: 100}\n", [], "exp.yaml: data.width: must be a multiple of 32"),
+    ("name: t\ntrain: {iterations: 5, eval_every: 10}\n", [], "exp.yaml: train.eval_every:"),
+    ("name: t\ndata: {source: gta5, target: cityscapes}\n", [], "exp.yaml: data.root: required"),
+    ("train: {iterations: 5}\n", [], "exp.yaml: name: Field required"),
+    ("- just\n- a list\n", [], "exp.yaml: top level must be a mapping"),
+    ("name: t\nsweep: {mode: search}\n", [], "exp.yaml: sweep.space: search mode needs"),
+    ("name: t\nsweep: {space: {lr_f: {low: 1, high: 0.1}}}\n", [], "sweep.space.lr_f: low must"),
+]
+
+
+@pytest.mark.parametrize(("body", "overrides", "expected"), INVALID)
+def test_invalid_input_names_file_and_key(tmp_path, body, overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        load_experiment(write(tmp_path, body), overrides)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="nowhere.yaml: file not found"):
+        load_experiment(tmp_path / "nowhere.yaml")
