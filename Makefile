@@ -18,7 +18,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/gtaray sweep experiments/ablations.yaml --overwrite
+	$(BIN)/gtaray sweep experiments/ablations.yaml --resume
 	$(BIN)/gtaray report results --experiment ablations
 
 lint: $(STAMP)

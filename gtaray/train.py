@@ -136,8 +136,7 @@ def _restore(checkpoint, nets, opts, stream, rank: int) -> tuple[int, float]:
     return state["iteration"], state["best_target_miou"]
 
 
-def _maybe_fail(rank: int, iteration: int) -> None:
-    spec = os.environ.get(FAIL_ENV)
+def _maybe_fail(spec: str | None, rank: int, iteration: int) -> None:
     if not spec:
         return
     fail_rank, fail_iteration, marker = spec.split(":", 2)
@@ -181,19 +180,20 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     sums: dict[str, float] = {}
     steps, train_seconds = 0, 0.0
     for iteration in range(start + 1, exp.train.iterations + 1):
-        _maybe_fail(rank, iteration)
+        _maybe_fail(config.get("fail_at"), rank, iteration)
         t0 = time.perf_counter()
         losses = lsd.train_step(nets, opts, _to_device(next(stream), device, False), exp)
         train_seconds += time.perf_counter() - t0
         steps += 1
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v
-        if _any_rank(not all(math.isfinite(v) for v in losses.values()), device):
-            ray.train.report({"iteration": float(iteration), "diverged": 1.0})  # ray:
-            return
-        if iteration % exp.train.eval_every and iteration != exp.train.iterations:
+        diverged = _any_rank(not all(math.isfinite(v) for v in losses.values()), device)
+        if not diverged and iteration % exp.train.eval_every and iteration != exp.train.iterations:
             continue
-        metrics = evaluate(nets, splits, exp, device)
+        if diverged:  # the last report; NaN metrics keep Tune's searcher and scheduler informed
+            metrics = dict.fromkeys(("target_miou", "target_val_miou", "source_val_miou"), math.nan)
+        else:
+            metrics = evaluate(nets, splits, exp, device)
         if not math.isnan(metrics["target_miou"]):
             best = metrics["target_miou"] if math.isnan(best) else max(best, metrics["target_miou"])
         metrics |= {k: v / steps for k, v in sums.items()}
@@ -201,7 +201,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
             "iteration": float(iteration),
             "best_target_miou": best,
             "iters_per_second": steps / train_seconds,
-            "diverged": 0.0,
+            "diverged": float(diverged),
             "workers": float(world),
         }
         with tempfile.TemporaryDirectory() as folder:
@@ -210,6 +210,8 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
                 metrics, checkpoint=ray.train.Checkpoint.from_directory(folder)
             )
         sums, steps, train_seconds = {}, 0, 0.0
+        if diverged:
+            return
 
 
 def init_ray() -> None:
@@ -236,7 +238,11 @@ def fit_trial(
 
     trainer = TorchTrainer(
         train_fn_per_worker,
-        train_loop_config={"experiment": exp.model_dump(mode="json")},
+        # The failure switch travels with the config: Ray's worker processes may predate it.
+        train_loop_config={
+            "experiment": exp.model_dump(mode="json"),
+            "fail_at": os.environ.get(FAIL_ENV),
+        },
         scaling_config=ray.train.ScalingConfig(
             num_workers=exp.scaling.num_workers,
             use_gpu=exp.scaling.use_gpu,

@@ -10,8 +10,9 @@ Usage:
 
 Each side (source, target) walks its own epochs: epoch e is the permutation drawn from
 numpy's Generator seeded by (seed, crc32(side name), e), the same on every rank; rank r takes
-the r-th contiguous block of n // world_size indices (the tail is dropped so that every rank
-makes the same number of steps and DDP stays in lockstep). A batch that runs past the end of an
+every world_size-th index from r, n // world_size of them (the tail is dropped so that every rank
+makes the same number of steps and DDP stays in lockstep). Strided, not blocks: step t of N ranks
+with batch b then sees exactly the samples of step t of one rank with batch N x b. A batch that runs past the end of an
 epoch continues into the next one, so the two sides roll over independently.
 """
 
@@ -50,7 +51,7 @@ class _Side:
             raise ValueError(f"{name} has {size} samples, fewer than world_size={world_size}")
         self.name, self.size, self.seed = name, size, seed
         self.per_rank = size // world_size
-        self.offset = rank * self.per_rank
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.pos = 0, 0
         self._cache: tuple[int, np.ndarray] | None = None
 
@@ -59,7 +60,8 @@ class _Side:
         if self._cache is None or self._cache[0] != epoch:
             key = [self.seed, zlib.crc32(self.name.encode()), epoch]
             perm = np.random.default_rng(key).permutation(self.size)
-            self._cache = (epoch, perm[self.offset : self.offset + self.per_rank])
+            stop = self.per_rank * self.world_size
+            self._cache = (epoch, perm[self.rank : stop : self.world_size])
         return self._cache[1]
 
     def take(self, k: int) -> list[int]:

@@ -59,7 +59,7 @@ SOURCE_PALETTE = _table({
 TARGET_PALETTE = _table({
     ROAD: (168, 160, 150), SIDEWALK: (100, 78, 84), BUILDING: (95, 138, 182),
     WALL: (165, 130, 95), FENCE: (118, 118, 138), POLE: (200, 195, 185), LIGHT: (215, 190, 40),
-    SIGN: (40, 80, 190), VEG: (195, 95, 40), TERRAIN: (140, 108, 70), SKY: (200, 200, 206),
+    SIGN: (40, 80, 190), VEG: (195, 95, 40), TERRAIN: (140, 108, 70), SKY: (178, 190, 208),
     PERSON: (50, 52, 70), CAR: (120, 124, 122),
 })  # fmt: skip
 # Per-instance variation: colour jitter (std, 0-255) and brightness spread (+-fraction).
@@ -234,13 +234,13 @@ def draw_layout(rng: np.random.Generator, w: int, h: int) -> Layout:
             cv.rect(cx - 0.04 * s, cx + 0.04 * s, yb - hp, yb, cv.new(POLE))
             top = yb - hp
             if r < 0.45:
-                i, a = cv.new(SIGN), 0.2 * s
+                i, a = cv.new(SIGN), 0.25 * s
                 if rng.random() < 0.5:
                     cv.rect(cx - a, cx + a, top, top + 2 * a, i)
                 else:
                     cv.ellipse(cx, top + a, a, a, i)
             elif r < 0.75:
-                cv.rect(cx - 0.12 * s, cx + 0.12 * s, top, top + 0.5 * s, cv.new(LIGHT))
+                cv.rect(cx - 0.14 * s, cx + 0.14 * s, top, top + 0.65 * s, cv.new(LIGHT))
             else:  # a lamp arm reaching over the road
                 d = 0.7 * s * (1 if x < 0 else -1)
                 cv.rect(min(cx, cx + d), max(cx, cx + d), top, top + 0.06 * s, cv.new(POLE))

@@ -1,0 +1,97 @@
+"""Ray Train: DDP workers, exact evaluation, checkpoint/restore, worker failure, divergence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gtaray.config import load_experiment
+from gtaray.train import FAIL_ENV, fit_trial, run_trial
+from tests.conftest import EXPERIMENTS
+
+pytestmark = pytest.mark.ray
+
+
+def tiny(tmp_path, *overrides: str):
+    return load_experiment(
+        EXPERIMENTS / "smoke.yaml",
+        [
+            f"results.dir={tmp_path}",
+            "train.num_to_keep=10",
+            "method.variant=source_only",
+            *overrides,
+        ],
+    )
+
+
+def final_state(result) -> dict:
+    with result.checkpoint.as_directory() as folder:
+        return torch.load(f"{folder}/state.pt", weights_only=False)
+
+
+def test_two_workers_batch_1_equal_one_worker_batch_2(tmp_path, ray_address):
+    # Dropout off and strided sharding: the same samples and the same averaged gradient.
+    common = ("model.dropout=0.0", "train.iterations=5", "train.eval_every=5")
+    one = fit_trial(tiny(tmp_path, *common, "train.batch_size=2"), "one", tmp_path / "train")
+    two = fit_trial(
+        tiny(tmp_path, *common, "train.batch_size=1", "scaling.num_workers=2"),
+        "two",
+        tmp_path / "train",
+    )
+    for result, workers in ((one, 1), (two, 2)):
+        assert len(result.metrics_dataframe) == 1  # one evaluation at iteration 5
+        assert result.metrics["workers"] == workers
+        assert 0 <= result.metrics["target_miou"] <= 1
+    f_one, f_two = final_state(one)["nets"]["F"], final_state(two)["nets"]["F"]
+    for key in f_one:
+        torch.testing.assert_close(f_one[key], f_two[key], atol=1e-5, rtol=0)
+
+
+def test_reports_once_per_evaluation_with_two_workers(tmp_path, ray_address):
+    exp = tiny(tmp_path, "train.iterations=6", "train.eval_every=2", "scaling.num_workers=2")
+    result = fit_trial(exp, "evals", tmp_path / "train")
+    frame = result.metrics_dataframe
+    assert frame["iteration"].tolist() == [2.0, 4.0, 6.0]
+    assert frame["target_miou"].between(0, 1).all()
+    assert (frame["workers"] == 2).all()
+
+
+def test_restore_from_checkpoint_continues_exactly(tmp_path, ray_address):
+    # Dropout stays on (0.5): equality needs the RNG state restored, not just the weights.
+    common = ("method.variant=full", "model.dropout=0.5", "train.eval_every=3")
+    straight = fit_trial(tiny(tmp_path, *common, "train.iterations=6"), "straight", tmp_path / "t")
+    fit_trial(tiny(tmp_path, *common, "train.iterations=3"), "halves", tmp_path / "t")
+    resumed = fit_trial(tiny(tmp_path, *common, "train.iterations=6"), "halves", tmp_path / "t")
+    assert resumed.metrics["iteration"] == 6
+    a, b = final_state(straight), final_state(resumed)
+    for net in ("F", "C", "G", "D"):
+        for key, value in a["nets"][net].items():
+            assert torch.equal(value, b["nets"][net][key]), (net, key)
+    assert straight.metrics["target_miou"] == resumed.metrics["target_miou"]
+    assert straight.metrics["f/loss"] == resumed.metrics["f/loss"]
+
+
+def test_killed_worker_restarts_from_checkpoint_and_finishes(tmp_path, ray_address, monkeypatch):
+    marker = tmp_path / "rank1-died"
+    monkeypatch.setenv(FAIL_ENV, f"1:5:{marker}")
+    exp = tiny(
+        tmp_path,
+        "train.iterations=6",
+        "train.eval_every=3",
+        "scaling.num_workers=2",
+        "train.max_failures=1",
+    )
+    result = fit_trial(exp, "faulty", tmp_path / "train")
+    assert marker.exists()  # rank 1 really exited at iteration 5
+    assert result.metrics["iteration"] == 6
+    assert result.error is None
+
+
+def test_huge_learning_rate_gives_diverged_not_an_exception(tmp_path, ray_address):
+    exp = tiny(tmp_path, "optim.lr_f=1e9", "train.iterations=6", "train.eval_every=6")
+    metrics = run_trial(exp, name="diverge")
+    assert metrics["diverged"] == 1.0
+    assert metrics["iteration"] <= 6
+    assert math.isnan(metrics.get("target_miou", math.nan))
