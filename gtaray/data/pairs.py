@@ -12,8 +12,9 @@ Each side (source, target) walks its own epochs: epoch e is the permutation draw
 numpy's Generator seeded by (seed, crc32(side name), e), the same on every rank; rank r takes
 every world_size-th index from r, n // world_size of them (the tail is dropped so that every rank
 makes the same number of steps and DDP stays in lockstep). Strided, not blocks: step t of N ranks
-with batch b then sees exactly the samples of step t of one rank with batch N x b. A batch that runs past the end of an
-epoch continues into the next one, so the two sides roll over independently.
+with batch b then sees exactly the samples of step t of one rank with batch N x b. A batch that
+runs past the end of an epoch continues into the next one, so the two sides roll over
+independently.
 """
 
 from __future__ import annotations
