@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import ray
 import ray.tune
 from ray import tune
@@ -26,10 +27,11 @@ from gtaray.data.splits import class_names
 from gtaray.plan import plan, trial_updates
 from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
-from gtaray.results import write_curve, write_trial
+from gtaray.results import trial_path, write_curve, write_trial
 from gtaray.train import fit_trial, init_ray
 
 SNAPSHOT = "experiment.json"
+ALREADY_RECORDED = "already_recorded"
 
 
 def param_space(exp: Experiment) -> dict[str, Any]:
@@ -67,7 +69,7 @@ class ResultsWriter(tune.Callback):
             self.progress.trial_started()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result.get("diverged") or "target_miou" not in result:
+        if result.get("diverged") or result.get(ALREADY_RECORDED) or "target_miou" not in result:
             return
         exp = self._trial_exp(trial)
         row = {k: v for k, v in result.items() if isinstance(v, int | float) and "/" not in k}
@@ -91,6 +93,8 @@ class ResultsWriter(tune.Callback):
     def _write(self, trial, error: str | None) -> None:
         exp = self._trial_exp(trial)
         last = trial.last_result or {}
+        if last.get(ALREADY_RECORDED) and error is None:
+            return
         done = int(last.get("iteration", 0) or 0)
         if error is not None:
             status = "failed"
@@ -155,10 +159,23 @@ def summary_row(exp: Experiment, trial_id: str, status: str, last: dict, classes
     return row
 
 
-def trial_driver(config: dict[str, Any], base: dict[str, Any], storage: str) -> None:
+def trial_driver(config: dict[str, Any], base: dict[str, Any], storage: str, out: str) -> None:
     """One Tune trial: a TorchTrainer over the experiment with this trial's parameters."""
     exp = Experiment.model_validate(base).with_updates(trial_updates(config))
     trial_id = ray.tune.get_context().get_trial_id()
+    recorded = trial_path(Path(out), exp.name, trial_id)
+    if recorded.exists():
+        # Finished before the sweep was killed, but after Tune last saved its state: the row
+        # on disk is the truth; hand Tune its final metrics instead of training again.
+        row = pd.read_parquet(recorded).iloc[0]
+        ray.tune.report(
+            {
+                "iteration": float(row["iterations_done"]),
+                exp.sweep.metric: float(row[exp.sweep.metric]),
+                ALREADY_RECORDED: 1.0,
+            }
+        )
+        return
     from ray.tune.integration.ray_train import TuneReportCallback
 
     fit_trial(exp, name=trial_id, storage=storage, callbacks=[TuneReportCallback()])
@@ -240,7 +257,10 @@ def _run_tuner(exp: Experiment, folder: Path, restorable: bool, terminal) -> Non
     SweepProgress.current = progress
     driver = tune.with_resources(
         tune.with_parameters(
-            trial_driver, base=exp.model_dump(mode="json"), storage=str(folder / "train")
+            trial_driver,
+            base=exp.model_dump(mode="json"),
+            storage=str(folder / "train"),
+            out=str(Path(exp.results.dir).resolve()),
         ),
         # The driver only waits on its TorchTrainer: it holds a little memory, no CPU.
         {"memory": 64 * 1024**2},

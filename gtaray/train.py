@@ -109,12 +109,13 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
-def _save(folder: Path, nets, opts, stream, iteration: int, best: float, rank: int) -> None:
+def _save(folder: Path, nets, opts, stream, metrics: dict, rank: int) -> None:
     if rank == 0:
         torch.save(
             {
-                "iteration": iteration,
-                "best_target_miou": best,
+                "iteration": int(metrics["iteration"]),
+                "best_target_miou": metrics["best_target_miou"],
+                "metrics": metrics,
                 "nets": {k: lsd.unwrap(v).state_dict() for k, v in nets.items()},
                 "opts": {k: v.state_dict() for k, v in opts.items()},
             },
@@ -123,7 +124,7 @@ def _save(folder: Path, nets, opts, stream, iteration: int, best: float, rank: i
     torch.save({"rng": _rng_state(), "stream": stream.state_dict()}, folder / f"rank_{rank}.pt")
 
 
-def _restore(checkpoint, nets, opts, stream, rank: int) -> tuple[int, float]:
+def _restore(checkpoint, nets, opts, stream, rank: int) -> tuple[int, float, dict]:
     with checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / "state.pt", weights_only=False)
         mine = torch.load(Path(folder) / f"rank_{rank}.pt", weights_only=False)
@@ -133,7 +134,7 @@ def _restore(checkpoint, nets, opts, stream, rank: int) -> tuple[int, float]:
         opt.load_state_dict(state["opts"][name])
     stream.load_state_dict(mine["stream"])
     _set_rng_state(mine["rng"])
-    return state["iteration"], state["best_target_miou"]
+    return state["iteration"], state["best_target_miou"], state["metrics"]
 
 
 def _maybe_fail(spec: str | None, rank: int, iteration: int) -> None:
@@ -174,7 +175,10 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     start, best = 0, float("nan")
     checkpoint = ray.train.get_checkpoint()  # ray: set after a worker failure or a resume
     if checkpoint:
-        start, best = _restore(checkpoint, nets, opts, stream, rank)
+        start, best, last_metrics = _restore(checkpoint, nets, opts, stream, rank)
+        if start >= exp.train.iterations:  # finished before a resume: say so again
+            ray.train.report(last_metrics)  # ray:
+            return
     _prepare(nets, exp, device)
 
     sums: dict[str, float] = {}
@@ -205,7 +209,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
             "workers": float(world),
         }
         with tempfile.TemporaryDirectory() as folder:
-            _save(Path(folder), nets, opts, stream, iteration, best, rank)
+            _save(Path(folder), nets, opts, stream, metrics, rank)
             ray.train.report(  # ray: metrics (rank 0's) + every rank's files in one checkpoint
                 metrics, checkpoint=ray.train.Checkpoint.from_directory(folder)
             )
