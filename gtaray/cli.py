@@ -135,6 +135,30 @@ def report(
                 typer.echo(f"plot: {rep.plot_curves(curves, folder / name / 'curves.png')}")
 
 
+@app.command()
+def bench(
+    file: Annotated[
+        Path | None, typer.Argument(help="experiment to measure (default: built-in)")
+    ] = None,
+    only: Annotated[str, typer.Option(help="comma-separated: data,step,trainer,trial")] = (
+        "data,step,trainer,trial"
+    ),
+    steps: Annotated[int, typer.Option(help="timed iterations per measurement")] = 10,
+    override: Overrides = None,
+) -> None:
+    """Measure data, train_step, TorchTrainer and per-trial costs into results.dir/bench.json."""
+    from gtaray.bench import SECTIONS, main
+
+    sections = tuple(s.strip() for s in only.split(",") if s.strip())
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown or not sections:
+        fail(f"--only: unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    if file is not None:
+        _load(file, override)  # validate before anything runs
+    with user_errors():
+        main(file, sections, steps, override or [])
+
+
 @data_app.command("check")
 def data_check(
     root: Path,

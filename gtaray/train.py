@@ -182,7 +182,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     _prepare(nets, exp, device)
 
     sums: dict[str, float] = {}
-    steps, train_seconds = 0, 0.0
+    steps, train_seconds, checkpoint_seconds = 0, 0.0, math.nan
     for iteration in range(start + 1, exp.train.iterations + 1):
         _maybe_fail(config.get("fail_at"), rank, iteration)
         t0 = time.perf_counter()
@@ -194,10 +194,13 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         diverged = _any_rank(not all(math.isfinite(v) for v in losses.values()), device)
         if not diverged and iteration % exp.train.eval_every and iteration != exp.train.iterations:
             continue
+        t_eval = time.perf_counter()
         if diverged:  # the last report; NaN metrics keep Tune's searcher and scheduler informed
             metrics = dict.fromkeys(("target_miou", "target_val_miou", "source_val_miou"), math.nan)
         else:
             metrics = evaluate(nets, splits, exp, device)
+        metrics["eval_seconds"] = time.perf_counter() - t_eval
+        metrics["checkpoint_seconds"] = checkpoint_seconds  # of the previous report
         if not math.isnan(metrics["target_miou"]):
             best = metrics["target_miou"] if math.isnan(best) else max(best, metrics["target_miou"])
         metrics |= {k: v / steps for k, v in sums.items()}
@@ -208,11 +211,13 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
             "diverged": float(diverged),
             "workers": float(world),
         }
+        t_checkpoint = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             _save(Path(folder), nets, opts, stream, metrics, rank)
             ray.train.report(  # ray: metrics (rank 0's) + every rank's files in one checkpoint
                 metrics, checkpoint=ray.train.Checkpoint.from_directory(folder)
             )
+        checkpoint_seconds = time.perf_counter() - t_checkpoint
         sums, steps, train_seconds = {}, 0, 0.0
         if diverged:
             return

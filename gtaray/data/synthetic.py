@@ -57,9 +57,9 @@ SOURCE_PALETTE = _table({
     PERSON: (205, 55, 65), CAR: (35, 50, 160),
 })  # fmt: skip
 TARGET_PALETTE = _table({
-    ROAD: (168, 160, 150), SIDEWALK: (100, 78, 84), BUILDING: (95, 138, 182),
-    WALL: (165, 130, 95), FENCE: (118, 118, 138), POLE: (200, 195, 185), LIGHT: (215, 190, 40),
-    SIGN: (40, 80, 190), VEG: (195, 95, 40), TERRAIN: (140, 108, 70), SKY: (178, 190, 208),
+    ROAD: (168, 160, 150), SIDEWALK: (100, 78, 84), BUILDING: (135, 115, 100),
+    WALL: (150, 150, 140), FENCE: (130, 100, 70), POLE: (90, 95, 100), LIGHT: (55, 55, 45),
+    SIGN: (40, 80, 190), VEG: (195, 95, 40), TERRAIN: (140, 108, 70), SKY: (165, 185, 212),
     PERSON: (50, 52, 70), CAR: (120, 124, 122),
 })  # fmt: skip
 # Per-instance variation: colour jitter (std, 0-255) and brightness spread (+-fraction).
