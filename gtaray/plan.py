@@ -66,7 +66,10 @@ def _bench(exp: Experiment) -> dict | None:
 def estimate_seconds(exp: Experiment, p: Plan) -> tuple[float, float] | None:
     """(wall seconds, worker-hours) from `gtaray bench` figures, or None without them."""
     bench = _bench(exp)
-    if not bench:
+    # Figures only transfer to the same image size, width and device.
+    device = "cuda" if exp.scaling.use_gpu else "cpu"
+    same = bench and bench.get("size") == [exp.data.width, exp.data.height]
+    if not same or bench.get("width") != exp.model.width or bench.get("device", "cpu") != device:
         return None
     rates = bench.get("iters_per_second", {})
     overhead = float(bench.get("trial_overhead_s", 0.0))
@@ -117,7 +120,10 @@ def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
     )
     estimate = estimate_seconds(exp, p)
     if estimate is None:
-        console.print("estimate: no bench figures (run `gtaray bench` to get them)")
+        console.print(
+            "estimate: no bench figures for this size, width and device "
+            "(run `gtaray bench FILE --only step,trial` with this file)"
+        )
     else:
         console.print(f"estimate: ~{estimate[0] / 60:.1f} min wall, {estimate[1]:.2f} worker-hours")
     return p

@@ -62,6 +62,10 @@ TARGET_PALETTE = _table({
     SIGN: (40, 80, 190), VEG: (195, 95, 40), TERRAIN: (140, 108, 70), SKY: (165, 185, 212),
     PERSON: (50, 52, 70), CAR: (120, 124, 122),
 })  # fmt: skip
+# Some target instances drift towards a second colour: green-to-red autumn trees, a few cars
+# and clothes with colour (so not every class is re-coloured; a realistic, partial shift).
+TARGET_ALT = TARGET_PALETTE.copy()
+TARGET_ALT[[VEG, CAR, PERSON]] = [(95, 125, 40), (45, 55, 125), (140, 50, 60)]
 # Per-instance variation: colour jitter (std, 0-255) and brightness spread (+-fraction).
 SOURCE_JITTER = _table({BUILDING: 14.0, CAR: 18.0, PERSON: 18.0, VEG: 6.0}, fill=5.0)
 TARGET_JITTER = _table({BUILDING: 14.0, CAR: 10.0, PERSON: 14.0, VEG: 14.0}, fill=8.0)
@@ -315,7 +319,8 @@ def _target(lay: Layout, rng: np.random.Generator) -> np.ndarray:
     wb = rng.uniform(0.9, 1.1, 3)  # white balance, folded into the colours
     bright = 1 + TARGET_BRIGHT[c] * rng.uniform(-1, 1, len(c))
     jitter = rng.standard_normal((len(c), 3)) * TARGET_JITTER[c][:, None]
-    col = (TARGET_PALETTE[c] * bright[:, None] + jitter) * wb / 255
+    base = TARGET_PALETTE[c] + rng.random((len(c), 1)) ** 2 * (TARGET_ALT[c] - TARGET_PALETTE[c])
+    col = (base * bright[:, None] + jitter) * wb / 255
     img = np.take(col.astype(np.float32), lay.inst, axis=0)
     xx = np.arange(w, dtype=np.float32)
     yy = np.arange(h, dtype=np.float32)[:, None]
