@@ -96,7 +96,7 @@ def train(file: Path, override: Overrides = None) -> None:
 
     with user_errors():
         _check_data(exp)
-        metrics = run_trial(exp)
+        metrics = run_trial(exp, show_progress=True)
     from gtaray.report import print_metrics
 
     print_metrics(metrics)

@@ -64,6 +64,42 @@ class SweepProgress:
         SweepProgress.current = None
 
 
+class TrialProgress:
+    """`gtaray train`: a progress bar with iteration, losses, it/s and the last target mIoU."""
+
+    def __init__(self, iterations: int, console: Console | None = None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.progress = Progress(
+            "[bold]train",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            "{task.fields[info]}",
+            console=console or Console(stderr=True),
+        )
+        self.task = self.progress.add_task("train", total=iterations, info="starting workers")
+        self.last_miou = math.nan
+
+    def __enter__(self) -> TrialProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def update(self, report: dict) -> None:
+        if "target_miou" in report:
+            self.last_miou = report["target_miou"]
+        its = report.get("its", report.get("iters_per_second", math.nan))
+        losses = " ".join(
+            f"{k}={v:.3f}" for k, v in report.items() if k.endswith("/loss") or k == "f/seg"
+        )
+        miou = "-" if math.isnan(self.last_miou) else f"{100 * self.last_miou:.1f}"
+        info = f"{its:.2f} it/s {losses} | target mIoU {miou}"
+        self.progress.update(self.task, completed=int(report["iteration"]), info=info)
+
+
 @contextlib.contextmanager
 def output_to_log(path: Path) -> Iterator[TextIO]:
     """Send everything written to fds 1 and 2 (Ray's banners, warnings, child processes) to a

@@ -10,12 +10,15 @@ rank adds its own RNG and data-stream state to the same checkpoint directory.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import tempfile
+import threading
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -183,6 +186,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 
     sums: dict[str, float] = {}
     steps, train_seconds, checkpoint_seconds = 0, 0.0, math.nan
+    queue, posted = config.get("progress_queue"), 0.0
     for iteration in range(start + 1, exp.train.iterations + 1):
         _maybe_fail(config.get("fail_at"), rank, iteration)
         t0 = time.perf_counter()
@@ -192,6 +196,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v
         diverged = _any_rank(not all(math.isfinite(v) for v in losses.values()), device)
+        if queue is not None and rank == 0 and time.perf_counter() - posted > 1.0:
+            queue.put_nowait({"iteration": iteration, "its": steps / train_seconds} | losses)
+            posted = time.perf_counter()
         if not diverged and iteration % exp.train.eval_every and iteration != exp.train.iterations:
             continue
         t_eval = time.perf_counter()
@@ -218,6 +225,8 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
                 metrics, checkpoint=ray.train.Checkpoint.from_directory(folder)
             )
         checkpoint_seconds = time.perf_counter() - t_checkpoint
+        if queue is not None and rank == 0:
+            queue.put_nowait(metrics)
         sums, steps, train_seconds = {}, 0, 0.0
         if diverged:
             return
@@ -240,7 +249,11 @@ def init_ray() -> None:
 
 
 def fit_trial(
-    exp: Experiment, name: str, storage: str | Path, callbacks: list | None = None
+    exp: Experiment,
+    name: str,
+    storage: str | Path,
+    callbacks: list | None = None,
+    queue: Any = None,
 ) -> ray.train.Result:
     """Run one experiment through a TorchTrainer; a run of the same name resumes its checkpoint."""
     from ray.train.torch import TorchTrainer
@@ -251,6 +264,7 @@ def fit_trial(
         train_loop_config={
             "experiment": exp.model_dump(mode="json"),
             "fail_at": os.environ.get(FAIL_ENV),
+            "progress_queue": queue,  # rank 0 sends live progress here (`gtaray train`)
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=exp.scaling.num_workers,
@@ -268,12 +282,42 @@ def fit_trial(
     return trainer.fit()
 
 
-def run_trial(exp: Experiment, name: str | None = None) -> dict[str, float]:
+def run_trial(exp: Experiment, name: str | None = None, show_progress: bool = False) -> dict:
     """One trial without Tune (what `gtaray train` runs); returns the last reported metrics."""
-    init_ray()
     name = name or f"{exp.name}-{exp.method.variant}-s{exp.train.seed}"
     storage = Path(exp.results.dir).resolve() / exp.name / "train"
-    result = fit_trial(exp, name, storage)
+    if not show_progress:
+        init_ray()
+        result = fit_trial(exp, name, storage)
+    else:
+        from ray.util.queue import Queue
+        from rich.console import Console
+
+        from gtaray.progress import TrialProgress, output_to_log
+
+        with (
+            output_to_log(storage / f"{name}.log") as terminal,
+            TrialProgress(exp.train.iterations, Console(file=terminal)) as progress,
+        ):
+            init_ray()
+            queue = Queue()
+            box: dict = {}
+
+            def fit() -> None:
+                try:
+                    box["result"] = fit_trial(exp, name, storage, queue=queue)
+                except BaseException as e:  # re-raised in this thread below
+                    box["error"] = e
+
+            thread = threading.Thread(target=fit)
+            thread.start()
+            while thread.is_alive() or not queue.empty():
+                with contextlib.suppress(Empty):
+                    progress.update(queue.get(timeout=0.2))
+            thread.join()
+        if "error" in box:
+            raise box["error"]
+        result = box["result"]
     metrics = dict(result.metrics or {})
     metrics["checkpoint_path"] = result.checkpoint.path if result.checkpoint else ""
     return metrics

@@ -9,7 +9,7 @@ import torch
 
 from gtaray.config import load_experiment
 from gtaray.train import FAIL_ENV, fit_trial, run_trial
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -94,4 +94,24 @@ def test_huge_learning_rate_gives_diverged_not_an_exception(tmp_path, ray_addres
     metrics = run_trial(exp, name="diverge")
     assert metrics["diverged"] == 1.0
     assert metrics["iteration"] <= 6
-    assert math.isnan(metrics.get("target_miou", math.nan))
+    assert math.isnan(metrics["target_miou"])
+
+
+def test_train_command_shows_final_metrics(tmp_path, ray_address):
+    result = run_cli(
+        "train",
+        str(EXPERIMENTS / "smoke.yaml"),
+        "-o",
+        f"results.dir={tmp_path}",
+        "-o",
+        "method.variant=full",
+        "-o",
+        "train.iterations=4",
+        "-o",
+        "train.eval_every=2",
+        env={"RAY_ADDRESS": ray_address},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "final metrics" in result.stdout and "target_miou" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert list((tmp_path / "smoke" / "train").glob("smoke-full-s0/checkpoint_*"))
