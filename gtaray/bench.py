@@ -42,12 +42,13 @@ def bench_data(exp: Experiment, images: int = 100) -> dict[str, float]:
         for i in range(images):
             render(i, 0, style, exp.data.width, exp.data.height)
         out[style] = images / (time.perf_counter() - t0)
-    torch.set_num_threads(2)
     return out
 
 
 def step_rate(exp: Experiment, steps: int, warmup: int = 2) -> float:
-    """Iterations/s of the training loop body (data + train_step), bare PyTorch."""
+    """Iterations/s of the training loop body (data + train_step), bare PyTorch, on as many
+    threads as one Ray worker gets (Ray sets OMP_NUM_THREADS to the worker's CPUs)."""
+    torch.set_num_threads(max(1, int(exp.scaling.cpus_per_worker)))
     torch.manual_seed(exp.train.seed)
     nets = lsd.build(exp)
     opts = lsd.make_optimizers(nets, exp)

@@ -187,14 +187,12 @@ def _parse_override(text: str, source: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key or any(not p.isidentifier() for p in key.split(".")):
         raise ConfigError(f"{source}: override {text!r}: expected key.path=value")
-    # Lists and null come from YAML; scalars stay strings so pydantic converts them to the
-    # field's own type ("50" -> int, "1e-4" -> float, "true" -> bool).
+    # The value reads as it would in the file ("50" -> 50, "true" -> True, "[0, 1]" -> a list,
+    # "null" -> None); pydantic then converts it to the field's type ("1e-4" -> 0.0001).
     try:
-        parsed = yaml.safe_load(raw)
+        return key, yaml.safe_load(raw)
     except yaml.YAMLError:
-        parsed = raw
-    value = parsed if parsed is None or isinstance(parsed, list | dict) else raw
-    return key, value
+        return key, raw
 
 
 def _check_override_key(key: str, source: str) -> None:

@@ -440,7 +440,6 @@ def test_target_oracle_is_source_only_with_the_domains_swapped():
 @pytest.mark.parametrize("variant", ["full", "no_aux", "feature_d"])
 def test_paper_size_shapes_at_width_one_on_meta_device(variant, num_classes):
     h, w = 512, 1024
-    # with_updates, not an override string: see test_num_classes_override_string_is_accepted
     exp = experiment(variant, f"data.width={w}", f"data.height={h}", "model.width=1.0")
     exp = exp.with_updates({"data.num_classes": num_classes})
     with torch.device("meta"):
@@ -463,11 +462,6 @@ def test_paper_size_shapes_at_width_one_on_meta_device(variant, num_classes):
         assert aux.shape == (1, num_classes, h // 8, w // 8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py: _parse_override keeps '16' a string and pydantic's Literal[19, 16, 13] "
-    "does not coerce it, so `data.num_classes=16` on the command line is rejected",
-)
 def test_num_classes_override_string_is_accepted():
     assert experiment("full", "data.num_classes=16").data.num_classes == 16
 

@@ -8,9 +8,10 @@ far-to-near so that near things occlude far ones. Labels are Cityscapes train id
 The layout (label map) comes from a numpy Generator seeded by (seed, split, index) alone, so both
 styles share one label distribution; the style only decides the pixels:
   source  game-like: flat per-class colours, small per-instance variation, hard edges
-  target  a permuted palette (road coloured like the source's sidewalk, buildings like its sky,
-          autumn trees, overcast sky, grey cars), per-class texture, lane marks, windows, tiles,
-          a lighting gradient and cast shadows, blur, a camera tone curve and sensor noise
+  target  another palette, partly permuted (road coloured like the source's sidewalk and
+          sidewalk like its road, autumn trees, overcast sky, mostly grey cars, blue signs),
+          per-class texture, lane marks, windows, paving tiles, a lighting gradient and a cast
+          shadow, blur, sensor noise and a camera tone curve
 
 Usage:
     from gtaray.data.synthetic import SyntheticScenes, render
@@ -47,9 +48,9 @@ def _table(values: dict[int, Any], fill: Any = 0.0) -> np.ndarray:
     return out
 
 
-# Source: flat, saturated "game" colours.  Target: the same classes in colours that the source
-# gives to OTHER classes (road ~ source sidewalk, sidewalk ~ source road, building ~ source sky,
-# terrain ~ source building, cars grey like source road...), so colour alone misleads.
+# Source: flat, saturated "game" colours.  Target: many classes take colours the source gives to
+# OTHER classes (road ~ source sidewalk, sidewalk ~ source road, terrain ~ source building, grey
+# cars ~ source road/pole, yellow lights ~ source signs), so colour alone misleads.
 SOURCE_PALETTE = _table({
     ROAD: (80, 80, 88), SIDEWALK: (175, 165, 150), BUILDING: (150, 110, 80),
     WALL: (125, 125, 150), FENCE: (160, 130, 95), POLE: (110, 110, 115), LIGHT: (35, 35, 35),
@@ -196,28 +197,28 @@ def draw_layout(rng: np.random.Generator, w: int, h: int) -> Layout:
     def depth(near: float = 1.1) -> float:  # biased to far; cars stay a few metres ahead
         return smax * rng.uniform(0.12, near) ** 1.4
 
-    def side_x(inner: float, outer: float) -> float:  # a lateral spot between two offsets
-        left = rng.random() < 0.5
-        return (
-            (xl - swl - inner - (outer - inner) * rng.random())
-            if left
-            else (xr + swr + inner + (outer - inner) * rng.random())
-        )
+    def side() -> tuple[float, float, float, float]:  # sign, sidewalk edge and widths
+        if rng.random() < 0.5:
+            return -1.0, xl - swl, swl, strip[0]
+        return 1.0, xr + swr, swr, strip[1]
 
     for _ in range(rng.integers(0, 7)):
         lanes = (xl + 0.7, xr - 0.7)
         x = rng.uniform(*lanes) if rng.random() < 0.7 else lanes[int(rng.integers(2))]
         things.append((depth(0.75), "car", x))
-    for _ in range(rng.integers(0, 9)):
-        x = side_x(-0.9 * swl, -0.1 * swl) if rng.random() < 0.9 else rng.uniform(xl, xr)
+    for _ in range(rng.integers(0, 9)):  # on a sidewalk, or now and then crossing the road
+        sg, edge, sw, _ = side()
+        x = edge - sg * sw * rng.uniform(0.1, 0.9) if rng.random() < 0.9 else rng.uniform(xl, xr)
         things.append((depth(), "person", x))
-    for _ in range(rng.integers(0, 5)):
-        x = xl - 0.15 if rng.random() < 0.5 else xr + 0.15
-        things.append((depth(), "pole", x))
-    for _ in range(rng.integers(0, 6)):
-        things.append((depth(), "tree", side_x(-0.1, max(min(strip), 0.1))))
-    for _ in range(rng.integers(0, 4) if max(strip) > 0 else 0):
-        things.append((depth(), "bush", side_x(0.2, max(strip))))
+    for _ in range(rng.integers(0, 5)):  # at the kerb
+        things.append((depth(), "pole", xl - 0.15 if rng.random() < 0.5 else xr + 0.15))
+    for _ in range(rng.integers(0, 6)):  # on the grass strip, or the sidewalk's outer part
+        sg, edge, _, st = side()
+        things.append((depth(), "tree", edge + sg * rng.uniform(-0.3, max(st - 0.1, -0.1))))
+    for _ in range(rng.integers(0, 4)):
+        sg, edge, _, st = side()
+        if st > 0.3:
+            things.append((depth(), "bush", edge + sg * rng.uniform(0.2, st - 0.1)))
 
     for s, kind, x in sorted(things):
         cx, yb = xv + x * s, yh + s
@@ -257,8 +258,6 @@ def draw_layout(rng: np.random.Generator, w: int, h: int) -> Layout:
                 cv.ellipse(cx + dx, yb - ht - 0.3 * r + dy, r, 0.85 * r, i)
         else:  # bush
             cv.ellipse(cx, yb - 0.25 * s, 0.6 * s, 0.35 * s, cv.new(VEG))
-    if cv.label.max() > CAR:  # cannot happen: every class comes from CLASSES_PRESENT
-        raise AssertionError("synthetic layout produced an unknown class")
     return Layout(cv.label, cv.inst, np.asarray(cv.cls), gx, gs, yh, (xl + xr) / 2)
 
 
@@ -276,19 +275,17 @@ _BANK: list[np.ndarray] = []
 
 
 def _grain(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Per-pixel N(0,1) noise (HxWx3): a random crop of a fixed bank, tiled when the image is
+    """Per-pixel N(0,1) noise (HxWx3): a random crop of a fixed bank, wrapped when the image is
     larger (drawing fresh normals every image would cost more than the rest of the rendering)."""
     if not _BANK:
         _BANK.append(np.random.default_rng(12345).standard_normal((257, 509, 3), np.float32))
     bank = _BANK[0]
-    r0, c0 = (
-        rng.integers(bank.shape[0] - min(h, bank.shape[0]) + 1),
-        rng.integers(bank.shape[1] - min(w, bank.shape[1]) + 1),
-    )
-    if h + r0 > bank.shape[0] or w + c0 > bank.shape[1]:  # wrap around (large images only)
-        bank = np.take(bank, np.arange(r0, r0 + h), axis=0, mode="wrap")
-        return np.take(bank, np.arange(c0, c0 + w), axis=1, mode="wrap")
-    return bank[r0 : r0 + h, c0 : c0 + w]
+    (bh, bw), (r0, c0) = bank.shape[:2], rng.integers(0, 509, 2)
+    if h <= bh and w <= bw:  # the common case: a view, no copy
+        r0, c0 = r0 % (bh - h + 1), c0 % (bw - w + 1)
+        return bank[r0 : r0 + h, c0 : c0 + w]
+    bank = np.take(bank, np.arange(r0, r0 + h), axis=0, mode="wrap")
+    return np.take(bank, np.arange(c0, c0 + w), axis=1, mode="wrap")
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
