@@ -210,7 +210,7 @@ def draw_layout(rng: np.random.Generator, w: int, h: int) -> Layout:
         sg, edge, sw, _ = side()
         x = edge - sg * sw * rng.uniform(0.1, 0.9) if rng.random() < 0.9 else rng.uniform(xl, xr)
         things.append((depth(), "person", x))
-    for _ in range(rng.integers(0, 5)):  # at the kerb
+    for _ in range(rng.integers(0, 7)):  # at the kerb
         things.append((depth(), "pole", xl - 0.15 if rng.random() < 0.5 else xr + 0.15))
     for _ in range(rng.integers(0, 6)):  # on the grass strip, or the sidewalk's outer part
         sg, edge, _, st = side()
@@ -359,6 +359,11 @@ def _target(lay: Layout, rng: np.random.Generator) -> np.ndarray:
     return np.take(lut, np.clip(img, 0, 1023, out=img).astype(np.int32))
 
 
+def _check(style: str, split: str) -> None:
+    if style not in STYLES or split not in SPLITS:
+        raise ValueError(f"style must be in {list(STYLES)}, split in {list(SPLITS)}")
+
+
 def render(
     index: int, seed: int, style: str, width: int, height: int, split: str = "train"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -366,8 +371,7 @@ def render(
 
     The layout depends on (seed, split, index) only; the style adds its own randomness.
     """
-    if style not in STYLES or split not in SPLITS:
-        raise ValueError(f"style must be in {list(STYLES)}, split in {list(SPLITS)}")
+    _check(style, split)
     if width < 8 or height < 8:
         raise ValueError(f"image size must be at least 8x8, got {width}x{height}")
     key = [int(seed), SPLITS[split], int(index)]  # a split is its own stream: no shared scenes
@@ -383,8 +387,7 @@ class SyntheticScenes(Dataset):
     def __init__(
         self, style: str, split: str, length: int, width: int, height: int, seed: int = 0
     ) -> None:
-        if style not in STYLES or split not in SPLITS:
-            raise ValueError(f"style must be in {list(STYLES)}, split in {list(SPLITS)}")
+        _check(style, split)
         self.style, self.split, self.length = style, split, int(length)
         self.width, self.height, self.seed = int(width), int(height), int(seed)
 

@@ -1,0 +1,130 @@
+"""The built-in synthetic pair: determinism, shared layouts, disjoint splits, sizes, batches."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from gtaray.data.synthetic import (
+    CLASSES_PRESENT,
+    SIDEWALK,
+    SyntheticScenes,
+    example_batch,
+    render,
+)
+
+W, H = 64, 32
+
+
+@pytest.mark.parametrize("style", ["source", "target"])
+def test_same_seed_same_scene(style: str) -> None:
+    a_img, a_lab = render(3, 7, style, W, H, "val")
+    b_img, b_lab = render(3, 7, style, W, H, "val")
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_lab, b_lab)
+    ds = SyntheticScenes(style, "val", 5, W, H, seed=7)
+    assert torch.equal(ds[3]["image"], ds[3]["image"])
+
+
+@pytest.mark.parametrize("style", ["source", "target"])
+def test_other_index_or_seed_other_scene(style: str) -> None:
+    img, lab = render(0, 0, style, W, H)
+    for other in (render(1, 0, style, W, H), render(0, 1, style, W, H)):
+        assert not np.array_equal(lab, other[1])
+        assert not np.array_equal(img, other[0])
+
+
+def test_styles_share_the_layout_but_not_the_pixels() -> None:
+    diffs = []
+    for i in range(5):
+        src, src_lab = render(i, 0, "source", 128, 64)
+        tgt, tgt_lab = render(i, 0, "target", 128, 64)
+        assert np.array_equal(src_lab, tgt_lab)
+        diffs.append(np.abs(src.astype(float) - tgt.astype(float)).mean())
+    assert min(diffs) > 20, diffs
+
+
+def test_target_colours_mislead() -> None:
+    """The target's road is coloured like the source's sidewalk, not like the source's road."""
+    means: dict[str, dict[int, np.ndarray]] = {}
+    for style in ("source", "target"):
+        pix: dict[int, list[np.ndarray]] = {0: [], SIDEWALK: []}
+        for i in range(6):
+            img, lab = render(i, 0, style, 128, 64)
+            for c in pix:
+                pix[c].append(img[lab == c].astype(float))
+        means[style] = {c: np.concatenate(v).mean(0) for c, v in pix.items()}
+    tgt_road = means["target"][0]
+    assert np.linalg.norm(tgt_road - means["source"][SIDEWALK]) < np.linalg.norm(
+        tgt_road - means["source"][0]
+    )
+
+
+def test_class_frequencies_match_between_styles() -> None:
+    hist = {}
+    for style in ("source", "target"):
+        ds = SyntheticScenes(style, "train", 50, W, H, seed=3)
+        counts = np.zeros(256, np.int64)
+        for i in range(len(ds)):
+            counts += np.bincount(ds[i]["label"].flatten().numpy(), minlength=256)
+        hist[style] = counts
+    assert np.array_equal(hist["source"], hist["target"])
+    present = set(np.nonzero(hist["source"])[0].tolist())
+    assert len(present) >= 8, present
+    assert present <= set(CLASSES_PRESENT)
+
+
+def test_splits_are_disjoint() -> None:
+    labels = {
+        split: {render(i, 0, "source", W, H, split)[1].tobytes() for i in range(40)}
+        for split in ("train", "val", "test")
+    }
+    assert not labels["train"] & labels["test"]
+    assert not labels["train"] & labels["val"]
+    assert not labels["val"] & labels["test"]
+
+
+@pytest.mark.parametrize("size", [(64, 32), (256, 128), (100, 60)])
+@pytest.mark.parametrize("style", ["source", "target"])
+def test_any_size(size: tuple[int, int], style: str) -> None:
+    w, h = size
+    for i in range(3):
+        img, lab = render(i, 1, style, w, h, "test")
+        assert img.shape == (h, w, 3) and img.dtype == np.uint8
+        assert lab.shape == (h, w) and lab.dtype == np.uint8
+        assert set(np.unique(lab).tolist()) <= set(CLASSES_PRESENT)
+        assert len(np.unique(lab)) >= 4  # a real scene, not a blank frame
+
+
+def test_dataset_sample_and_bounds() -> None:
+    ds = SyntheticScenes("target", "test", 4, W, H, seed=0)
+    assert len(ds) == 4
+    s = ds[0]
+    assert s["image"].shape == (3, H, W) and s["image"].dtype == torch.float32
+    assert s["rgb"].min() >= 0 and s["rgb"].max() <= 1
+    assert s["label"].shape == (H, W) and s["label"].dtype == torch.int64
+    with pytest.raises(IndexError):
+        ds[4]
+    with pytest.raises(ValueError):
+        SyntheticScenes("other", "test", 4, W, H)
+    with pytest.raises(ValueError):
+        render(0, 0, "source", W, H, split="holdout")
+
+
+def test_example_batch() -> None:
+    exp = SimpleNamespace(
+        data=SimpleNamespace(width=W, height=H), train=SimpleNamespace(batch_size=3, seed=5)
+    )
+    batch = example_batch(exp)
+    assert set(batch) == {f"{d}_{k}" for d in ("src", "tgt") for k in ("image", "rgb", "label")}
+    for d in ("src", "tgt"):
+        assert batch[f"{d}_image"].shape == (3, 3, H, W)
+        assert batch[f"{d}_image"].dtype == torch.float32
+        assert batch[f"{d}_rgb"].shape == (3, 3, H, W)
+        assert batch[f"{d}_label"].shape == (3, H, W)
+        assert batch[f"{d}_label"].dtype == torch.int64
+    assert not torch.equal(batch["src_label"], batch["tgt_label"])  # unpaired scenes
+    again = example_batch(exp)
+    assert all(torch.equal(batch[k], again[k]) for k in batch)
