@@ -18,6 +18,9 @@ from gtaray.config import Experiment
 from gtaray.data.labels import CLASSES
 
 
+TARGET_SEED_OFFSET = 1 << 20
+
+
 @dataclass(frozen=True)
 class Splits:
     source_train: Dataset
@@ -37,7 +40,10 @@ def _synthetic(exp: Experiment) -> Splits:
     d = exp.data
 
     def scenes(style: str, split: str, length: int) -> SyntheticScenes:
-        return SyntheticScenes(style, split, length, d.width, d.height, d.seed)
+        # Same seed would give the target the source's layouts (re-rendered): offset it so the
+        # target domain has scenes of its own, as real unpaired data does.
+        seed = d.seed if style == "source" else d.seed + TARGET_SEED_OFFSET
+        return SyntheticScenes(style, split, length, d.width, d.height, seed)
 
     return Splits(
         source_train=scenes("source", "train", d.source_train),
