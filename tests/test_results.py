@@ -1,0 +1,85 @@
+"""Parquet rows: schema, atomic replacement, temp files ignored; report statistics."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from gtaray.report import render, summarise
+from gtaray.results import (
+    TRIAL_COLUMNS,
+    load_trials,
+    trial_path,
+    write_trial,
+)
+
+CLASSES = ["road", "traffic light"]
+
+
+def row(trial_id: str, variant: str, seed: int, miou: float, status: str = "completed") -> dict:
+    now = datetime.now(UTC)
+    base = {name: None for name in TRIAL_COLUMNS}
+    base |= {
+        "experiment": "exp",
+        "trial_id": trial_id,
+        "variant": variant,
+        "seed": seed,
+        "status": status,
+        "target_miou": miou,
+        "iterations_done": 10,
+        "selection_metric": "target_val_miou",
+        "start_time": now,
+        "end_time": now,
+        "iou_road": miou,
+        "iou_traffic_light": math.nan,
+    }
+    return base
+
+
+def test_write_trial_is_atomic_and_replaces_its_own_file(tmp_path):
+    path = write_trial(row("t1", "full", 0, 0.5), CLASSES, tmp_path)
+    assert path == trial_path(tmp_path, "exp", "t1")
+    write_trial(row("t1", "full", 0, 0.7), CLASSES, tmp_path)
+    files = list(path.parent.iterdir())
+    assert files == [path]  # no temp file left behind, no second copy
+    table = pd.read_parquet(path)
+    assert table["target_miou"].tolist() == [0.7]
+    assert "iou_traffic_light" in table.columns
+
+
+def test_bad_rows_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="status"):
+        write_trial(row("t1", "full", 0, 0.5, status="weird"), CLASSES, tmp_path)
+    incomplete = row("t2", "full", 0, 0.5)
+    del incomplete["git_sha"]
+    with pytest.raises(ValueError, match="git_sha"):
+        write_trial(incomplete, CLASSES, tmp_path)
+    assert not (tmp_path / "exp").exists()
+
+
+def test_readers_ignore_temp_files_and_count_each_trial_once(tmp_path):
+    path = write_trial(row("t1", "full", 0, 0.5), CLASSES, tmp_path)
+    (path.parent / ".t2.abc.tmp").write_bytes(b"half a file")
+    (path.parent / ".t3.parquet").write_bytes(path.read_bytes())
+    trials = load_trials(tmp_path)
+    assert trials["trial_id"].tolist() == ["t1"]
+
+
+def test_summary_gives_mean_and_std_over_seeds_per_variant(tmp_path):
+    for i, (variant, seed, miou) in enumerate(
+        [("full", 0, 0.4), ("full", 1, 0.6), ("source_only", 0, 0.2), ("source_only", 1, 0.3)]
+    ):
+        write_trial(row(f"t{i}", variant, seed, miou), CLASSES, tmp_path)
+    write_trial(row("t9", "full", 2, math.nan, status="diverged"), CLASSES, tmp_path)
+    summary = summarise(load_trials(tmp_path)).set_index("variant")
+    assert summary.loc["full", "miou_mean"] == pytest.approx(0.5)
+    assert summary.loc["full", "miou_std"] == pytest.approx(pd.Series([0.4, 0.6]).std())
+    assert summary.loc["full", "trials"] == 3 and summary.loc["full", "diverged"] == 1
+    assert summary.loc["source_only", "miou_mean"] == pytest.approx(0.25)
+    assert list(summary.index) == ["source_only", "full"]  # paper order: bound first
+    markdown = render(summary.reset_index(), "markdown")
+    assert "| exp | full | 3 | 2 ok, 1 diverged | 50.0 ± 14.1 |" in markdown
+    assert "| exp | source_only | 2 | 2 ok | 25.0 ± 7.1 |" in markdown
