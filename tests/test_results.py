@@ -83,3 +83,19 @@ def test_summary_gives_mean_and_std_over_seeds_per_variant(tmp_path):
     markdown = render(summary.reset_index(), "markdown")
     assert "| exp | full | 3 | 2 ok, 1 diverged | 50.0 ± 14.1 |" in markdown
     assert "| exp | source_only | 2 | 2 ok | 25.0 ± 7.1 |" in markdown
+
+
+def test_curve_plot_is_written(tmp_path):
+    from gtaray.report import plot_curves
+    from gtaray.results import load_curves, write_curve
+
+    for trial, variant in (("a", "full"), ("b", "source_only")):
+        rows = [
+            {"iteration": i, "target_miou": 0.1 * i, "variant": variant, "trial_id": trial}
+            for i in (1, 2, 3)
+        ]
+        write_curve(rows, tmp_path, "exp", trial)
+    curves = load_curves(tmp_path, "exp")
+    assert len(curves) == 6
+    out = plot_curves(curves, tmp_path / "exp" / "curves.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -75,10 +75,7 @@ def digest(path):
 
 def test_resume_after_kill_finishes_without_rerunning(tmp_path, ray_address):
     out = tmp_path / "results"
-    args = [
-        sys.executable,
-        "-m",
-        "gtaray",
+    sweep = [
         "sweep",
         str(EXPERIMENTS / "smoke.yaml"),
         "--out",
@@ -86,6 +83,7 @@ def test_resume_after_kill_finishes_without_rerunning(tmp_path, ray_address):
         "-o",
         "sweep.max_concurrent=1",
     ]
+    args = [sys.executable, "-m", "gtaray", *sweep]
     env = {**os.environ, "RAY_ADDRESS": ray_address}
     driver = subprocess.Popen(
         args,
@@ -105,18 +103,10 @@ def test_resume_after_kill_finishes_without_rerunning(tmp_path, ray_address):
     driver.wait()
     before = {p.name: (digest(p), p.stat().st_mtime_ns) for p in folder.glob("*.parquet")}
 
-    refused = run_cli(
-        "sweep",
-        str(EXPERIMENTS / "smoke.yaml"),
-        "--out",
-        str(out),
-        "-o",
-        "sweep.max_concurrent=1",
-        env={"RAY_ADDRESS": ray_address},
-    )
+    refused = run_cli(*sweep, env={"RAY_ADDRESS": ray_address})
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
-    resumed = run_cli(*args[3:], "--resume", env={"RAY_ADDRESS": ray_address})
+    resumed = run_cli(*sweep, "--resume", env={"RAY_ADDRESS": ray_address})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     rows = trials(out, "smoke")
     assert len(rows) == 4 and rows["trial_id"].is_unique
