@@ -61,6 +61,7 @@ class SweepProgress:
     def stop(self) -> None:
         self.live.update(self._render())
         self.live.stop()
+        self.console.line()
         SweepProgress.current = None
 
 
