@@ -45,6 +45,11 @@ class SweepProgress:
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.live.update(self._render())
 
+    def trial_skipped(self) -> None:
+        """A restored trial whose row was already on disk (counted in `done before`)."""
+        self.running = max(0, self.running - 1)
+        self.live.update(self._render())
+
     def _render(self) -> Text:
         elapsed = time.perf_counter() - self.t0
         done = sum(self.statuses.values())

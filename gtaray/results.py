@@ -108,6 +108,12 @@ def write_curve(rows: list[dict], results_dir: Path, experiment: str, trial_id: 
     return path
 
 
+def load_curve(results_dir: Path, experiment: str, trial_id: str) -> list[dict]:
+    """One trial's curve rows, [] if it has none yet."""
+    path = curve_path(results_dir, experiment, trial_id)
+    return pd.read_parquet(path).to_dict("records") if path.exists() else []
+
+
 def _visible_parquet(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
 

@@ -27,7 +27,7 @@ from gtaray.data.splits import class_names
 from gtaray.plan import plan, trial_updates
 from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
-from gtaray.results import trial_path, write_curve, write_trial
+from gtaray.results import load_curve, trial_path, write_curve, write_trial
 from gtaray.train import fit_trial, init_ray
 
 SNAPSHOT = "experiment.json"
@@ -75,7 +75,9 @@ class ResultsWriter(tune.Callback):
         row = {k: v for k, v in result.items() if isinstance(v, int | float) and "/" not in k}
         row |= {k.replace("/", "_"): v for k, v in result.items() if "/" in k}
         row |= {"trial_id": trial.trial_id, "variant": exp.method.variant, "seed": exp.train.seed}
-        curve = self.curves.setdefault(trial.trial_id, [])
+        if trial.trial_id not in self.curves:  # after a resume, keep the points before it
+            self.curves[trial.trial_id] = load_curve(self.out, self.exp.name, trial.trial_id)
+        curve = self.curves[trial.trial_id]
         curve[:] = [r for r in curve if r["iteration"] < row["iteration"]] + [row]
         write_curve(curve, self.out, self.exp.name, trial.trial_id)
         if self.progress:
@@ -94,6 +96,8 @@ class ResultsWriter(tune.Callback):
         exp = self._trial_exp(trial)
         last = trial.last_result or {}
         if last.get(ALREADY_RECORDED) and error is None:
+            if self.progress:
+                self.progress.trial_skipped()
             return
         done = int(last.get("iteration", 0) or 0)
         if error is not None:

@@ -17,7 +17,6 @@ from torch.utils.data import Dataset
 from gtaray.config import Experiment
 from gtaray.data.labels import CLASSES
 
-
 TARGET_SEED_OFFSET = 1 << 20
 
 
