@@ -62,10 +62,14 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+def _batch_to(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    image_format = torch.channels_last if channels_last else torch.contiguous_format
     return {
-        k: v.to(device, non_blocking=True, memory_format=fmt) if v.ndim == 4 else v.to(device)
+        k: v.to(
+            device,
+            non_blocking=True,
+            memory_format=image_format if v.ndim == 4 else torch.preserve_format,
+        )
         for k, v in batch.items()
     }
 
@@ -149,16 +153,38 @@ def _maybe_fail(spec: str | None, rank: int, iteration: int) -> None:
         os._exit(1)
 
 
-def _prepare(nets: lsd.Nets, exp: Experiment, device: torch.device) -> None:
-    """Move to device, then wrap every net for DDP (one place, Ray's helper)."""
-    for name, net in nets.items():
+def _to_device(nets: lsd.Nets, exp: Experiment, device: torch.device) -> None:
+    # Before the optimizers exist, so that restored optimizer state lands on the same device.
+    for _, net in nets.items():
         net.to(device)
         if exp.train.channels_last:
             net.to(memory_format=torch.channels_last)
-        wrapped = ray.train.torch.prepare_model(net, move_to_device=False)  # ray: DDP if >1 rank
+
+
+def _wrap(nets: lsd.Nets, exp: Experiment) -> None:
+    """Wrap every net for DDP (the one place that does; Ray's helper, a no-op on one rank)."""
+    for name, net in nets.items():
+        wrapped = ray.train.torch.prepare_model(net, move_to_device=False)  # ray:
         if exp.train.compile:
             wrapped = torch.compile(wrapped)
         setattr(nets, name, wrapped)
+
+
+def _eval_metrics(nets, splits, exp, device, diverged: bool) -> dict[str, float]:
+    if diverged:  # the last report; NaN metrics keep Tune's searcher and scheduler informed
+        return dict.fromkeys(("target_miou", "target_val_miou", "source_val_miou"), math.nan)
+    return evaluate(nets, splits, exp, device)
+
+
+def _report(metrics: dict, nets, opts, stream, rank: int) -> float:
+    """Checkpoint every rank's state and report rank 0's metrics; return the seconds it took."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        _save(Path(folder), nets, opts, stream, metrics, rank)
+        ray.train.report(  # ray: metrics (rank 0's) + every rank's files in one checkpoint
+            metrics, checkpoint=ray.train.Checkpoint.from_directory(folder)
+        )
+    return time.perf_counter() - t0
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> None:
@@ -168,6 +194,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()  # ray:
     seed_everything(exp.train.seed)  # same initial weights on every rank
     nets = lsd.build(exp)
+    _to_device(nets, exp, device)
     opts = lsd.make_optimizers(nets, exp)
     splits = make_splits(exp)
     source = splits.target_train if exp.method.variant == "target_oracle" else splits.source_train
@@ -175,14 +202,14 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         source, splits.target_train, exp.train.batch_size, exp.train.seed, rank, world
     )
     seed_everything(exp.train.seed * 1000 + rank)  # dropout differs per rank, as in any DDP run
-    start, best = 0, float("nan")
+    start, best = 0, math.nan
     checkpoint = ray.train.get_checkpoint()  # ray: set after a worker failure or a resume
     if checkpoint:
         start, best, last_metrics = _restore(checkpoint, nets, opts, stream, rank)
         if start >= exp.train.iterations:  # finished before a resume: say so again
             ray.train.report(last_metrics)  # ray:
             return
-    _prepare(nets, exp, device)
+    _wrap(nets, exp)
 
     sums: dict[str, float] = {}
     steps, train_seconds, checkpoint_seconds = 0, 0.0, math.nan
@@ -190,7 +217,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     for iteration in range(start + 1, exp.train.iterations + 1):
         _maybe_fail(config.get("fail_at"), rank, iteration)
         t0 = time.perf_counter()
-        losses = lsd.train_step(nets, opts, _to_device(next(stream), device, False), exp)
+        losses = lsd.train_step(
+            nets, opts, _batch_to(next(stream), device, exp.train.channels_last), exp
+        )
         train_seconds += time.perf_counter() - t0
         steps += 1
         for k, v in losses.items():
@@ -202,12 +231,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         if not diverged and iteration % exp.train.eval_every and iteration != exp.train.iterations:
             continue
         t_eval = time.perf_counter()
-        if diverged:  # the last report; NaN metrics keep Tune's searcher and scheduler informed
-            metrics = dict.fromkeys(("target_miou", "target_val_miou", "source_val_miou"), math.nan)
-        else:
-            metrics = evaluate(nets, splits, exp, device)
-        metrics["eval_seconds"] = time.perf_counter() - t_eval
-        metrics["checkpoint_seconds"] = checkpoint_seconds  # of the previous report
+        metrics = _eval_metrics(nets, splits, exp, device, diverged)
         if not math.isnan(metrics["target_miou"]):
             best = metrics["target_miou"] if math.isnan(best) else max(best, metrics["target_miou"])
         metrics |= {k: v / steps for k, v in sums.items()}
@@ -215,16 +239,12 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
             "iteration": float(iteration),
             "best_target_miou": best,
             "iters_per_second": steps / train_seconds,
+            "eval_seconds": time.perf_counter() - t_eval,
+            "checkpoint_seconds": checkpoint_seconds,  # of the previous report
             "diverged": float(diverged),
             "workers": float(world),
         }
-        t_checkpoint = time.perf_counter()
-        with tempfile.TemporaryDirectory() as folder:
-            _save(Path(folder), nets, opts, stream, metrics, rank)
-            ray.train.report(  # ray: metrics (rank 0's) + every rank's files in one checkpoint
-                metrics, checkpoint=ray.train.Checkpoint.from_directory(folder)
-            )
-        checkpoint_seconds = time.perf_counter() - t_checkpoint
+        checkpoint_seconds = _report(metrics, nets, opts, stream, rank)
         if queue is not None and rank == 0:
             queue.put_nowait(metrics)
         sums, steps, train_seconds = {}, 0, 0.0
