@@ -75,7 +75,7 @@ def sweep(
     from gtaray.sweep import check_start, run_sweep
 
     with user_errors():
-        check_start(exp, resume)
+        check_start(exp, resume)  # a refused overwrite answers before the data is read
         _check_data(exp)
         folder = run_sweep(exp, resume=resume)
     typer.echo(f"results: {folder}")

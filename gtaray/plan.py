@@ -40,8 +40,10 @@ def trial_updates(params: dict[str, Any]) -> dict[str, Any]:
     return {keys[k]: v for k, v in params.items() if k in keys}
 
 
-def plan(exp: Experiment, cluster_cpus: float | None = None) -> Plan:
-    """Trials, resources per trial and how many run at once on `cluster_cpus` (default: here)."""
+def plan(
+    exp: Experiment, cluster_cpus: float | None = None, cluster_gpus: float | None = None
+) -> Plan:
+    """Trials, resources per trial and how many fit at once in the cluster (default: here)."""
     sweep, scaling = exp.sweep, exp.scaling
     if sweep.mode == "grid":
         trials = [{"variant": v, "seed": s} for v in sweep.variants for s in sweep.seeds]
@@ -50,7 +52,10 @@ def plan(exp: Experiment, cluster_cpus: float | None = None) -> Plan:
     cpus = scaling.num_workers * scaling.cpus_per_worker
     gpus = float(scaling.num_workers) if scaling.use_gpu else 0.0
     available = cluster_cpus if cluster_cpus is not None else float(os.cpu_count() or 1)
-    fits = max(1, int(available // cpus))
+    fits = int(available // cpus)
+    if gpus:
+        fits = min(fits, int((cluster_gpus or 0.0) // gpus))
+    fits = max(1, fits)  # one trial at a time rather than none (Ray waits for autoscaling)
     concurrency = min(sweep.max_concurrent or fits, fits, len(trials))
     return Plan(trials, cpus, gpus, concurrency, len(trials) * exp.train.iterations)
 

@@ -251,7 +251,8 @@ def run_sweep(exp: Experiment, resume: bool = False, show_progress: bool = True)
 
 def _run_tuner(exp: Experiment, folder: Path, restorable: bool, terminal) -> None:
     init_ray()
-    the_plan = plan(exp, ray.cluster_resources().get("CPU"))
+    resources = ray.cluster_resources()
+    the_plan = plan(exp, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
     progress = None
     if terminal is not None:
         done = len(list((folder / "trials").glob("*.parquet")))

@@ -95,3 +95,15 @@ def test_invalid_input_names_file_and_key(tmp_path, body, overrides, expected):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="nowhere.yaml: file not found"):
         load_experiment(tmp_path / "nowhere.yaml")
+
+
+def test_plan_concurrency_follows_cpus_and_gpus(tmp_path):
+    from gtaray.plan import plan
+
+    exp = load_experiment(write(tmp_path, GOOD), ["scaling.num_workers=2"])
+    assert plan(exp, cluster_cpus=8).concurrency == 4  # 4 trials of 2 one-CPU workers
+    assert plan(exp, cluster_cpus=3).concurrency == 1
+    assert plan(exp.with_updates({"sweep.max_concurrent": 1}), cluster_cpus=8).concurrency == 1
+    gpu = exp.with_updates({"scaling.use_gpu": True})
+    assert plan(gpu, cluster_cpus=64, cluster_gpus=4).concurrency == 2
+    assert plan(gpu, cluster_cpus=64, cluster_gpus=0).concurrency == 1
