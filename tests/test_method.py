@@ -500,3 +500,11 @@ def test_bf16_train_step_on_cpu_gives_finite_losses(variant):
     for name, net in nets.items():
         for k, p in net.named_parameters():
             assert p.dtype == torch.float32 and torch.isfinite(p).all(), f"{name}.{k}"
+
+
+def test_unwrap_reaches_the_plain_module_through_compile():
+    # Checkpoints store unwrapped state dicts: keys must not carry "_orig_mod." prefixes.
+    net = torch.nn.Linear(2, 2)
+    compiled = torch.compile(net)
+    assert lsd.unwrap(compiled) is net
+    assert list(lsd.unwrap(compiled).state_dict()) == ["weight", "bias"]

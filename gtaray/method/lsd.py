@@ -95,8 +95,9 @@ def make_optimizers(nets: Nets, exp: Experiment) -> Optimizers:
 
 
 def unwrap(net: nn.Module) -> nn.Module:
-    """The plain module inside a DDP wrapper (or the module itself)."""
-    return getattr(net, "module", net)
+    """The plain module inside torch.compile and/or DDP wrappers (or the module itself)."""
+    net = getattr(net, "_orig_mod", net)  # torch.compile's OptimizedModule
+    return getattr(net, "module", net)  # DistributedDataParallel
 
 
 @contextlib.contextmanager
