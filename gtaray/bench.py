@@ -122,6 +122,7 @@ def run(sections: tuple[str, ...], exp: Experiment, steps: int, console: Console
         "experiment": exp.name,
         "size": [exp.data.width, exp.data.height],
         "width": exp.model.width,
+        "device": exp.scaling.device,  # --dry-run uses figures of the same device only
     }
     folder = Path(exp.results.dir).resolve()
     if "data" in sections:

@@ -104,6 +104,10 @@ class Scaling(_Frozen):
     use_gpu: bool = False
     cpus_per_worker: PositiveFloat = 1.0
 
+    @property
+    def device(self) -> str:
+        return "cuda" if self.use_gpu else "cpu"
+
 
 class LogUniform(_Frozen):
     low: PositiveFloat

@@ -72,7 +72,7 @@ def estimate_seconds(exp: Experiment, p: Plan) -> tuple[float, float] | None:
     """(wall seconds, worker-hours) from `gtaray bench` figures, or None without them."""
     bench = _bench(exp)
     # Figures only transfer to the same image size, width and device.
-    device = "cuda" if exp.scaling.use_gpu else "cpu"
+    device = exp.scaling.device
     same = bench and bench.get("size") == [exp.data.width, exp.data.height]
     if not same or bench.get("width") != exp.model.width or bench.get("device", "cpu") != device:
         return None

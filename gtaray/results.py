@@ -68,9 +68,14 @@ def curve_path(results_dir: Path, experiment: str, trial_id: str) -> Path:
     return Path(results_dir) / experiment / "curves" / f"{trial_id}.parquet"
 
 
+def iou_column(class_name: str) -> str:
+    """Column (and metric) name of a class's IoU: `iou_traffic_light`."""
+    return f"iou_{class_name.replace(' ', '_')}"
+
+
 def trial_schema(class_names: list[str]) -> pa.Schema:
     fields = [pa.field(name, kind) for name, kind in TRIAL_COLUMNS.items()]
-    fields += [pa.field(f"iou_{c.replace(' ', '_')}", pa.float64()) for c in class_names]
+    fields += [pa.field(iou_column(c), pa.float64()) for c in class_names]
     return pa.schema(fields)
 
 

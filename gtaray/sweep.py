@@ -27,7 +27,7 @@ from gtaray.data.splits import class_names
 from gtaray.plan import plan, trial_updates
 from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
-from gtaray.results import load_curve, trial_path, write_curve, write_trial
+from gtaray.results import iou_column, load_curve, trial_path, write_curve, write_trial
 from gtaray.train import fit_trial, init_ray
 
 SNAPSHOT = "experiment.json"
@@ -99,19 +99,19 @@ class ResultsWriter(tune.Callback):
             if self.progress:
                 self.progress.trial_skipped()
             return
-        done = int(last.get("iteration", 0) or 0)
+        row = summary_row(exp, trial.trial_id, last, self.classes)
         if error is not None:
             status = "failed"
         elif last.get("diverged"):
             status = "diverged"
-        elif done >= exp.train.iterations:
+        elif row["iterations_done"] >= exp.train.iterations:
             status = "completed"
         else:
             status = "pruned"
         end = datetime.now(UTC)
         start = self.started.get(trial.trial_id, end)
-        row = summary_row(exp, trial.trial_id, status, last, self.classes)
         row |= self.provenance | {
+            "status": status,
             "node_id": str(last.get("node_ip", "")),
             "start_time": start,
             "end_time": end,
@@ -123,7 +123,7 @@ class ResultsWriter(tune.Callback):
             self.progress.trial_finished(status)
 
 
-def summary_row(exp: Experiment, trial_id: str, status: str, last: dict, classes) -> dict:
+def summary_row(exp: Experiment, trial_id: str, last: dict, classes) -> dict:
     """The experiment-defined columns of a trial row plus its last reported metrics."""
 
     def metric(key: str) -> float:
@@ -146,7 +146,6 @@ def summary_row(exp: Experiment, trial_id: str, status: str, last: dict, classes
         "image_height": exp.data.height,
         "batch_size": exp.train.batch_size,
         "iterations_planned": exp.train.iterations,
-        "status": status,
         "iterations_done": int(last.get("iteration", 0) or 0),
         "target_miou": metric("target_miou"),
         "best_target_miou": metric("best_target_miou"),
@@ -155,11 +154,11 @@ def summary_row(exp: Experiment, trial_id: str, status: str, last: dict, classes
         "selection_metric": exp.sweep.metric,
         "iters_per_second": metric("iters_per_second"),
         "workers": exp.scaling.num_workers,
-        "device": "cuda" if exp.scaling.use_gpu else "cpu",
+        "device": exp.scaling.device,
         "config_hash": exp.config_hash(),
     }
     for name in classes:
-        row[f"iou_{name.replace(' ', '_')}"] = metric(f"iou_{name.replace(' ', '_')}")
+        row[iou_column(name)] = metric(iou_column(name))
     return row
 
 

@@ -33,6 +33,7 @@ from gtaray.data.pairs import TripletStream, shard_indices
 from gtaray.data.splits import Splits, class_names, make_splits
 from gtaray.method import lsd
 from gtaray.metrics import all_reduce_confusion, confusion_matrix, iou
+from gtaray.results import iou_column
 
 EVAL_BATCH = 8
 # Test-only switch: "RANK:ITERATION:MARKER" makes that rank exit once (marker file = done).
@@ -103,7 +104,7 @@ def evaluate(nets: lsd.Nets, splits: Splits, exp: Experiment, device) -> dict[st
         "source_val_miou": iou(evaluate_split(nets, splits.source_val, exp, device))[0],
     }
     for name, value in zip(class_names(exp), per_class, strict=True):
-        out[f"iou_{name.replace(' ', '_')}"] = float(value)
+        out[iou_column(name)] = float(value)
     return out
 
 
