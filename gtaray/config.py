@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 VARIANTS = ("full", "no_aux", "within_domain", "feature_d", "source_only", "target_oracle")
 Variant = Literal["full", "no_aux", "within_domain", "feature_d", "source_only", "target_oracle"]
 PositiveFloat = Annotated[float, Field(gt=0)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
+Betas = tuple[Beta, Beta]
 
 
 class ConfigError(ValueError):
@@ -45,6 +47,13 @@ class Data(_Frozen):
     target_test: int | None = Field(50, ge=1)
     # Seed of the built-in scenes: the same data for every trial, whatever train.seed is.
     seed: int = 0
+    # Built-in target domain: "global" = a class-agnostic appearance shift (palette mix, white
+    # balance, contrast, texture, noise, blur, lighting, tone; the kind GTA5 -> Cityscapes has),
+    # "hard" = class colours swapped (a conditional shift marginal alignment cannot undo).
+    target_style: Literal["global", "hard"] = "global"
+    # mIoU at the label files' own resolution (predictions resized up, the authors' protocol) or
+    # at the training input size (labels resized down; cheaper, not comparable to papers).
+    eval_resolution: Literal["label", "input"] = "label"
 
     @model_validator(mode="after")
     def _real_data_needs_root(self) -> Data:
@@ -63,9 +72,22 @@ class Data(_Frozen):
 
 class Model(_Frozen):
     width: PositiveFloat = 1.0
+    # G and D's own width multiplier (None = `width`): a thin F can keep a G and D that carry
+    # the domain.
+    gd_width: PositiveFloat | None = None
     # Path to torchvision's vgg16 state dict, or "imagenet" (torch hub cache); None = random init.
     pretrained: str | None = None
+    # Every dropout: F's fc6/fc7 and each residual block of G and D (0 turns all of them off).
     dropout: float = Field(0.5, ge=0, lt=1)
+    # G and D initialisation: "normal" = conv weights N(0, 0.02), biases U(-0.01, 0.01) (the
+    # authors' weights_init); "pytorch" = PyTorch's default.
+    gd_init: Literal["normal", "pytorch"] = "normal"
+    # FCN-8s's two 2x bilinear upsamplers in C stay fixed (the authors never optimise them).
+    freeze_upsampling: bool = True
+
+    @property
+    def gd(self) -> float:
+        return self.width if self.gd_width is None else self.gd_width
 
 
 class Method(_Frozen):
@@ -73,16 +95,19 @@ class Method(_Frozen):
     alpha: float = Field(0.1, ge=0)
     beta: float = Field(0.1, ge=0)
     adv_g: float = Field(0.1, ge=0)
+    aux_g: float = Field(1.0, ge=0)
     l1: float = Field(1.0, ge=0)
+    # Loss units. "sum": every cross-entropy summed over labelled pixels and each update's loss
+    # divided by the batch size (the authors' code; the weights above mean the paper's method
+    # only in these units). "mean": every term a per-pixel mean.
+    reduction: Literal["sum", "mean"] = "sum"
 
 
 class Optim(_Frozen):
     lr_f: PositiveFloat = 1e-5
     lr_gd: PositiveFloat = 2e-4
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
-        0.7,
-        0.999,
-    )
+    betas_f: Betas = (0.9, 0.999)  # F and C
+    betas_gd: Betas = (0.7, 0.999)  # G and D
     bias_lr_x2: bool = True
 
 

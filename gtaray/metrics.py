@@ -2,7 +2,7 @@
 
 Usage:
     cm = confusion_matrix(pred, label, num_classes=19)      # rows = target, cols = prediction
-    cm = all_reduce_confusion(cm)                           # every rank now holds the total
+    cm = all_reduce_sum(cm)                           # every rank now holds the total
     miou, per_class = iou(cm)
 
 Counting is one `bincount` over target * C + pred, on numpy arrays or torch tensors (on any
@@ -80,8 +80,9 @@ def pixel_accuracy(cm: np.ndarray | torch.Tensor) -> float:
     return float(np.trace(m) / total) if total else float("nan")
 
 
-def all_reduce_confusion(cm: torch.Tensor) -> torch.Tensor:
-    """Sum of `cm` over all ranks (a new tensor); `cm` itself when not running distributed.
+def all_reduce_sum(cm: torch.Tensor) -> torch.Tensor:
+    """Sum of `cm` (a confusion matrix, or any counts) over all ranks: a new tensor, or `cm`
+    itself when not running distributed.
 
     The tensor must live where the process group's backend expects it (CUDA for NCCL).
     """

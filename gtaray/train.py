@@ -29,13 +29,11 @@ import torch
 import torch.distributed as dist
 
 from gtaray.config import Experiment
-from gtaray.data.pairs import TripletStream, shard_indices
-from gtaray.data.splits import Splits, class_names, make_splits
+from gtaray.data.pairs import TripletStream
+from gtaray.data.splits import make_splits
+from gtaray.evaluate import evaluate, mean_images
 from gtaray.method import lsd
-from gtaray.metrics import all_reduce_confusion, confusion_matrix, iou
-from gtaray.results import iou_column
 
-EVAL_BATCH = 8
 # Test-only switch: "RANK:ITERATION:MARKER" makes that rank exit once (marker file = done).
 FAIL_ENV = "GTARAY_TEST_FAIL_AT"
 
@@ -73,39 +71,6 @@ def _batch_to(batch: dict, device: torch.device, channels_last: bool) -> dict:
         )
         for k, v in batch.items()
     }
-
-
-@torch.no_grad()
-def evaluate_split(nets: lsd.Nets, dataset, exp: Experiment, device: torch.device) -> np.ndarray:
-    """Confusion matrix of F+C on this rank's shard, summed over all ranks (exact mIoU)."""
-    f, c = lsd.unwrap(nets.F), lsd.unwrap(nets.C)
-    f.eval()
-    c.eval()
-    k = exp.data.num_classes
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    cm = torch.zeros(k, k, dtype=torch.int64, device=device)
-    indices = shard_indices(len(dataset), rank, world)
-    for start in range(0, len(indices), EVAL_BATCH):
-        samples = [dataset[i] for i in indices[start : start + EVAL_BATCH]]
-        x = torch.stack([s["image"] for s in samples]).to(device)
-        y = torch.stack([s["label"] for s in samples]).to(device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=exp.train.precision == "bf16"):
-            pred = c(*f(x), x.shape[2:]).argmax(1)
-        cm += confusion_matrix(pred, y, k)
-    return all_reduce_confusion(cm).cpu().numpy()
-
-
-def evaluate(nets: lsd.Nets, splits: Splits, exp: Experiment, device) -> dict[str, float]:
-    cm_test = evaluate_split(nets, splits.target_test, exp, device)
-    miou, per_class = iou(cm_test)
-    out = {
-        "target_miou": miou,
-        "target_val_miou": iou(evaluate_split(nets, splits.target_val, exp, device))[0],
-        "source_val_miou": iou(evaluate_split(nets, splits.source_val, exp, device))[0],
-    }
-    for name, value in zip(class_names(exp), per_class, strict=True):
-        out[iou_column(name)] = float(value)
-    return out
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
@@ -171,10 +136,10 @@ def _wrap(nets: lsd.Nets, exp: Experiment) -> None:
         setattr(nets, name, wrapped)
 
 
-def _eval_metrics(nets, splits, exp, device, diverged: bool) -> dict[str, float]:
+def _eval_metrics(nets, splits, exp, device, diverged: bool, means) -> dict[str, float]:
     if diverged:  # the last report; NaN metrics keep Tune's searcher and scheduler informed
         return dict.fromkeys(("target_miou", "target_val_miou", "source_val_miou"), math.nan)
-    return evaluate(nets, splits, exp, device)
+    return evaluate(nets, splits, exp, device, means)
 
 
 def _report(metrics: dict, nets, opts, stream, rank: int) -> float:
@@ -211,6 +176,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(last_metrics)  # ray:
             return
     _wrap(nets, exp)
+    means = mean_images(nets, splits)  # G's baseline in the diagnostics
 
     sums: dict[str, float] = {}
     steps, train_seconds, checkpoint_seconds = 0, 0.0, math.nan
@@ -232,7 +198,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         if not diverged and iteration % exp.train.eval_every and iteration != exp.train.iterations:
             continue
         t_eval = time.perf_counter()
-        metrics = _eval_metrics(nets, splits, exp, device, diverged)
+        metrics = _eval_metrics(nets, splits, exp, device, diverged, means)
         if not math.isnan(metrics["target_miou"]):
             best = metrics["target_miou"] if math.isnan(best) else max(best, metrics["target_miou"])
         metrics |= {k: v / steps for k, v in sums.items()}

@@ -163,6 +163,15 @@ def test_cityscapes_splits_pair_images_with_label_ids(tmp_path):
         Cityscapes(root, "test", width=8, height=4)
 
 
+def test_native_labels_keep_the_label_files_size(tmp_path):
+    """Evaluation at the label resolution: images shrink to the input size, labels do not."""
+    root = make_cityscapes(tmp_path / "cs")
+    val = Cityscapes(root, "val", width=4, height=2, native_labels=True)
+    sample = val[0]
+    assert sample["image"].shape == (3, 2, 4)
+    assert sample["label"].shape == (4, 8) and (sample["label"][:, :2] == 255).all()
+
+
 def test_missing_label_is_an_error_naming_the_image(tmp_path):
     root = make_gta5(tmp_path / "gta5")
     (root / "labels" / "00002.png").unlink()

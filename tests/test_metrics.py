@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from gtaray.metrics import all_reduce_confusion, confusion_matrix, iou, pixel_accuracy
+from gtaray.metrics import all_reduce_sum, confusion_matrix, iou, pixel_accuracy
 
 # 3 classes; target 255 pixels are ignored whatever the prediction.
 TARGET = np.array([[0, 0, 1, 1], [2, 2, 255, 255]])
@@ -72,7 +72,7 @@ def test_bad_predictions_and_shapes_are_rejected():
 
 def test_all_reduce_is_identity_without_a_process_group():
     cm = torch.ones(3, 3, dtype=torch.int64)
-    assert all_reduce_confusion(cm) is cm
+    assert all_reduce_sum(cm) is cm
 
 
 def _data(num_classes: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +90,7 @@ def _rank_main(rank: int, world_size: int, port: int, out: str) -> None:
     try:
         pred, target = _data()
         mine = slice(rank * 2, rank * 2 + 2)  # each rank evaluates two of the four images
-        cm = all_reduce_confusion(confusion_matrix(pred[mine], target[mine], 5))
+        cm = all_reduce_sum(confusion_matrix(pred[mine], target[mine], 5))
         torch.save(cm, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from gtaray.data.synthetic import (
     CLASSES_PRESENT,
     SIDEWALK,
+    SKY,
     SyntheticScenes,
     example_batch,
     render,
@@ -19,7 +21,10 @@ from gtaray.data.synthetic import (
 W, H = 64, 32
 
 
-@pytest.mark.parametrize("style", ["source", "target"])
+STYLES = ["source", "target", "hard"]
+
+
+@pytest.mark.parametrize("style", STYLES)
 def test_same_seed_same_scene(style: str) -> None:
     a_img, a_lab = render(3, 7, style, W, H, "val")
     b_img, b_lab = render(3, 7, style, W, H, "val")
@@ -28,7 +33,7 @@ def test_same_seed_same_scene(style: str) -> None:
     assert torch.equal(ds[3]["image"], ds[3]["image"])
 
 
-@pytest.mark.parametrize("style", ["source", "target"])
+@pytest.mark.parametrize("style", STYLES)
 def test_other_index_or_seed_other_scene(style: str) -> None:
     img, lab = render(0, 0, style, W, H)
     for other in (render(1, 0, style, W, H), render(0, 1, style, W, H)):
@@ -36,27 +41,65 @@ def test_other_index_or_seed_other_scene(style: str) -> None:
         assert not np.array_equal(img, other[0])
 
 
-def test_styles_share_the_layout_but_not_the_pixels() -> None:
+@pytest.mark.parametrize("style", ["target", "hard"])
+def test_styles_share_the_layout_but_not_the_pixels(style: str) -> None:
     diffs = []
     for i in range(5):
         src, src_lab = render(i, 0, "source", 128, 64)
-        tgt, tgt_lab = render(i, 0, "target", 128, 64)
+        tgt, tgt_lab = render(i, 0, style, 128, 64)
         assert np.array_equal(src_lab, tgt_lab)
         diffs.append(np.abs(src.astype(float) - tgt.astype(float)).mean())
     assert min(diffs) > 20, diffs
 
 
-def test_target_colours_mislead() -> None:
-    """The target's road is coloured like the source's sidewalk, not like the source's road."""
+def class_means(style: str, n: int = 12) -> dict[int, np.ndarray]:
+    pix: dict[int, list[np.ndarray]] = {c: [] for c in CLASSES_PRESENT}
+    for i in range(n):
+        img, lab = render(i, 0, style, 128, 64)
+        for c in pix:
+            pix[c].append(img[lab == c].astype(float))
+    return {c: np.concatenate(v).mean(0) for c, v in pix.items() if sum(map(len, v)) > 50}
+
+
+def affine_misfit(style: str) -> float:
+    """How far the style's class colours are from ONE affine map of the source's class colours
+    (least-squares fit over classes; error relative to the colours' spread)."""
+    src, tgt = class_means("source"), class_means(style)
+    classes = [c for c in src if c in tgt]
+    x = np.array([[*src[c], 1.0] for c in classes])
+    y = np.array([tgt[c] for c in classes])
+    fit, *_ = np.linalg.lstsq(x, y, rcond=None)
+    return float(np.abs(x @ fit - y).mean() / np.abs(y - y.mean(0)).mean())
+
+
+def test_target_shift_is_global_and_hard_shift_is_not() -> None:
+    """Global: every class's colour moves by one shared colour map (measured 0.13); hard:
+    classes swap colours, which no single map explains (measured 0.62)."""
+    assert affine_misfit("target") < 0.25
+    assert affine_misfit("hard") > 0.4
+
+
+def hue(rgb: np.ndarray) -> float:
+    return colorsys.rgb_to_hsv(*(rgb / 255))[0] * 360
+
+
+def test_global_target_hue_is_rotated() -> None:
+    """The target camera's hue rotation is there: the sky's hue moved by tens of degrees."""
+    turn = (hue(class_means("target")[SKY]) - hue(class_means("source")[SKY])) % 360
+    assert 40 < turn < 100, turn
+
+
+def test_hard_colours_mislead() -> None:
+    """The hard style's road is coloured like the source's sidewalk, not the source's road."""
     means: dict[str, dict[int, np.ndarray]] = {}
-    for style in ("source", "target"):
+    for style in ("source", "hard"):
         pix: dict[int, list[np.ndarray]] = {0: [], SIDEWALK: []}
         for i in range(6):
             img, lab = render(i, 0, style, 128, 64)
             for c in pix:
                 pix[c].append(img[lab == c].astype(float))
         means[style] = {c: np.concatenate(v).mean(0) for c, v in pix.items()}
-    tgt_road = means["target"][0]
+    tgt_road = means["hard"][0]
     assert np.linalg.norm(tgt_road - means["source"][SIDEWALK]) < np.linalg.norm(
         tgt_road - means["source"][0]
     )
@@ -64,13 +107,14 @@ def test_target_colours_mislead() -> None:
 
 def test_class_frequencies_match_between_styles() -> None:
     hist = {}
-    for style in ("source", "target"):
+    for style in STYLES:
         ds = SyntheticScenes(style, "train", 50, W, H, seed=3)
         counts = np.zeros(256, np.int64)
         for i in range(len(ds)):
             counts += np.bincount(ds[i]["label"].flatten().numpy(), minlength=256)
         hist[style] = counts
     assert np.array_equal(hist["source"], hist["target"])
+    assert np.array_equal(hist["source"], hist["hard"])
     present = set(np.nonzero(hist["source"])[0].tolist())
     assert len(present) >= 8, present
     assert present <= set(CLASSES_PRESENT)
@@ -87,7 +131,7 @@ def test_splits_are_disjoint() -> None:
 
 
 @pytest.mark.parametrize("size", [(64, 32), (256, 128), (100, 60)])
-@pytest.mark.parametrize("style", ["source", "target"])
+@pytest.mark.parametrize("style", STYLES)
 def test_any_size(size: tuple[int, int], style: str) -> None:
     w, h = size
     for i in range(3):
@@ -128,3 +172,20 @@ def test_example_batch() -> None:
     assert not torch.equal(batch["src_label"], batch["tgt_label"])  # unpaired scenes
     again = example_batch(exp)
     assert all(torch.equal(batch[k], again[k]) for k in batch)
+
+
+def test_target_style_switch_reaches_splits_and_batches() -> None:
+    from pathlib import Path
+
+    from gtaray.config import load_experiment
+    from gtaray.data.splits import make_splits
+
+    smoke = Path(__file__).resolve().parent.parent / "experiments" / "smoke.yaml"
+    images = {}
+    for style, rendered in (("global", "target"), ("hard", "hard")):
+        exp = load_experiment(smoke, [f"data.target_style={style}"])
+        split = make_splits(exp).target_test
+        assert split.style == rendered
+        images[style] = example_batch(exp)["tgt_rgb"]
+        assert torch.equal(images[style][0], example_batch(exp)["tgt_rgb"][0])  # by seed
+    assert not torch.equal(images["global"], images["hard"])

@@ -51,6 +51,7 @@ class Cityscapes(PairDataset):
         height: int,
         num_classes: int = 19,
         indices: Sequence[int] | None = None,
+        native_labels: bool = False,
     ) -> None:
         self.split = split
-        super().__init__(layout(root, split), width, height, num_classes, indices)
+        super().__init__(layout(root, split), width, height, num_classes, indices, native_labels)

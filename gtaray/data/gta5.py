@@ -46,5 +46,6 @@ class GTA5(PairDataset):
         height: int,
         num_classes: int = 19,
         indices: Sequence[int] | None = None,
+        native_labels: bool = False,
     ) -> None:
-        super().__init__(layout(root), width, height, num_classes, indices)
+        super().__init__(layout(root), width, height, num_classes, indices, native_labels)

@@ -158,6 +158,9 @@ class Layout:
 class PairDataset(Dataset):
     """(image, label) files -> `to_sample` dicts at a fixed size, labels in train ids.
 
+    `native_labels` keeps labels at their file's own size (evaluation at the label resolution:
+    predictions are resized to them); otherwise they are resized (nearest) with the image.
+
     Subclasses set `dataset` (the `encode` name) and `resize_mismatched_labels`: when True a label
     whose size differs from its image is resized (nearest) to the image first and a warning is
     logged once per dataset object; when False the mismatch is a DataError.
@@ -173,12 +176,14 @@ class PairDataset(Dataset):
         height: int,
         num_classes: int,
         indices: Sequence[int] | None = None,
+        native_labels: bool = False,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"width and height must be positive, got {width}x{height}")
         encode(np.zeros(1, np.uint8), self.dataset, num_classes)  # validates both names early
         self.layout = layout
         self.width, self.height, self.num_classes = width, height, num_classes
+        self.native_labels = native_labels
         self.files = layout.pairs()
         n = len(self.files)
         self.indices = list(range(n)) if indices is None else [int(i) for i in indices]
@@ -219,5 +224,6 @@ class PairDataset(Dataset):
             raw = resize_label(raw, image.shape[1], image.shape[0])
         label = encode(raw, self.dataset, self.num_classes)  # uint8 before resizing: cheaper
         image = resize_image(image, self.width, self.height)
-        label = resize_label(label, self.width, self.height)
+        if not self.native_labels:
+            label = resize_label(label, self.width, self.height)
         return to_sample(image, label)

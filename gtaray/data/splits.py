@@ -34,14 +34,17 @@ def class_names(exp: Experiment) -> list[str]:
 
 
 def _synthetic(exp: Experiment) -> Splits:
-    from gtaray.data.synthetic import SyntheticScenes
+    from gtaray.data.synthetic import SyntheticScenes, target_style
 
     d = exp.data
 
-    def scenes(style: str, split: str, length: int) -> SyntheticScenes:
+    def scenes(domain: str, split: str, length: int) -> SyntheticScenes:
         # Same seed would give the target the source's layouts (re-rendered): offset it so the
         # target domain has scenes of its own, as real unpaired data does.
-        seed = d.seed if style == "source" else d.seed + TARGET_SEED_OFFSET
+        if domain == "source":
+            return SyntheticScenes("source", split, length, d.width, d.height, d.seed)
+        style = target_style(exp)
+        seed = d.seed + TARGET_SEED_OFFSET
         return SyntheticScenes(style, split, length, d.width, d.height, seed)
 
     return Splits(
@@ -74,20 +77,25 @@ def _real(exp: Experiment) -> Splits:
     test = Cityscapes(d.root / "cityscapes", "val", d.width, d.height, num_classes=k)
     test_idx = list(range(min(len(test), d.target_test or len(test))))
 
-    def source(idx: list[int]) -> Dataset:
-        return source_cls(d.root / d.source, d.width, d.height, num_classes=k, indices=idx)
+    # Evaluation splits keep their labels' own size when scoring at the label resolution.
+    native = d.eval_resolution == "label"
 
-    def target(split: str, idx: list[int]) -> Dataset:
+    def source(idx: list[int], native_labels: bool = False) -> Dataset:
+        return source_cls(
+            d.root / d.source, d.width, d.height, k, indices=idx, native_labels=native_labels
+        )
+
+    def target(split: str, idx: list[int], native_labels: bool = False) -> Dataset:
         return Cityscapes(
-            d.root / "cityscapes", split, d.width, d.height, num_classes=k, indices=idx
+            d.root / "cityscapes", split, d.width, d.height, k, idx, native_labels=native_labels
         )
 
     return Splits(
         source_train=source(s_train),
-        source_val=source(s_val),
+        source_val=source(s_val, native),
         target_train=target("train", t_train),
-        target_val=target("train", t_val),
-        target_test=target("val", test_idx),
+        target_val=target("train", t_val, native),
+        target_test=target("val", test_idx, native),
     )
 
 

@@ -1,17 +1,23 @@
-"""Built-in synthetic street scenes: one layout, two renderings (a "source" and a "target" domain).
+"""Built-in synthetic street scenes: one layout, rendered as a "source" or a "target" domain.
 
 A scene is a street seen from a car: sky above a horizon, the road as a perspective trapezoid,
 sidewalks and grass strips beside it, facades of random heights, a far skyline, trees, walls and
 fences, poles carrying signs, lights or lamps, and cars and people scaled by their depth and drawn
 far-to-near so that near things occlude far ones. Labels are Cityscapes train ids.
 
-The layout (label map) comes from a numpy Generator seeded by (seed, split, index) alone, so both
+The layout (label map) comes from a numpy Generator seeded by (seed, split, index) alone, so all
 styles share one label distribution; the style only decides the pixels:
   source  game-like: flat per-class colours, small per-instance variation, hard edges
-  target  another palette, partly permuted (road coloured like the source's sidewalk and
-          sidewalk like its road, autumn trees, overcast sky, mostly grey cars, blue signs),
-          per-class texture, lane marks, windows, paving tiles, a lighting gradient and a cast
-          shadow, blur, sensor noise and a camera tone curve
+  target  the same world through another camera, a global and class-agnostic shift (the kind
+          GTA5 -> Cityscapes has): the source's colours, then texture and lighting everywhere, a
+          fixed hue rotation with desaturation (jittered per image), white balance, lower
+          contrast, lens blur, sensor noise and a tone curve. A pixel's class does not change how
+          it is transformed, so aligning the domains can undo the shift.
+  hard    a conditional shift: another palette, partly permuted (road coloured like the source's
+          sidewalk and sidewalk like its road, autumn trees, grey cars, blue signs), per-class
+          texture, lane marks, windows, paving tiles, a cast shadow, blur, noise and a tone curve.
+          Colour alone misleads here, and marginal alignment has no reason to fix that: UDA is
+          not expected to help (`data.target_style: hard`).
 
 Usage:
     from gtaray.data.synthetic import SyntheticScenes, render
@@ -33,7 +39,7 @@ from torch.utils.data import Dataset
 from gtaray.data.transforms import to_sample
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-STYLES = {"source": 0, "target": 1}
+STYLES = {"source": 0, "hard": 1, "target": 2}
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEG, TERRAIN, SKY = range(11)
 PERSON, CAR = 11, 13
 CLASSES_PRESENT: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13)
@@ -48,7 +54,7 @@ def _table(values: dict[int, Any], fill: Any = 0.0) -> np.ndarray:
     return out
 
 
-# Source: flat, saturated "game" colours.  Target: many classes take colours the source gives to
+# Source: flat, saturated "game" colours.  Hard: many classes take colours the source gives to
 # OTHER classes (road ~ source sidewalk, sidewalk ~ source road, terrain ~ source building, grey
 # cars ~ source road/pole, yellow lights ~ source signs), so colour alone misleads.
 SOURCE_PALETTE = _table({
@@ -63,7 +69,7 @@ TARGET_PALETTE = _table({
     SIGN: (40, 80, 190), VEG: (195, 95, 40), TERRAIN: (140, 108, 70), SKY: (165, 185, 212),
     PERSON: (50, 52, 70), CAR: (120, 124, 122),
 })  # fmt: skip
-# Some target instances drift towards a second colour: green-to-red autumn trees, a few cars
+# Some hard-style instances drift towards a second colour: green-to-red autumn trees, a few cars
 # and clothes with colour (so not every class is re-coloured; a realistic, partial shift).
 TARGET_ALT = TARGET_PALETTE.copy()
 TARGET_ALT[[VEG, CAR, PERSON]] = [(95, 125, 40), (45, 55, 125), (140, 50, 60)]
@@ -71,7 +77,7 @@ TARGET_ALT[[VEG, CAR, PERSON]] = [(95, 125, 40), (45, 55, 125), (140, 50, 60)]
 SOURCE_JITTER = _table({BUILDING: 14.0, CAR: 18.0, PERSON: 18.0, VEG: 6.0}, fill=5.0)
 TARGET_JITTER = _table({BUILDING: 14.0, CAR: 10.0, PERSON: 14.0, VEG: 14.0}, fill=8.0)
 TARGET_BRIGHT = _table({CAR: 0.55, BUILDING: 0.2, PERSON: 0.3}, fill=0.1)
-# Target texture amplitudes: per-pixel grain and blotchy (coarse) noise, as a fraction.
+# Hard-style texture amplitudes: per-pixel grain and blotchy (coarse) noise, as a fraction.
 FINE_AMP = _table({ROAD: 0.10, SIDEWALK: 0.08, TERRAIN: 0.18, VEG: 0.22, SKY: 0.01}, fill=0.05)
 COARSE_AMP = _table({ROAD: 0.08, TERRAIN: 0.2, VEG: 0.3, SKY: 0.06, BUILDING: 0.1}, fill=0.04)
 
@@ -310,7 +316,59 @@ def _source(lay: Layout, rng: np.random.Generator) -> np.ndarray:
     return np.clip(col, 0, 255).astype(np.uint8)[lay.inst]  # flat colours, hard edges
 
 
+# The target camera (global style): hue rotation about the grey axis (degrees), saturation,
+# contrast and their per-image spread.
+TARGET_HUE, HUE_SPREAD = 70.0, 12.0
+TARGET_SATURATION, TARGET_CONTRAST = 0.65, 0.75
+TARGET_GRAIN, TARGET_BLOTCH = 0.06, 0.12
+
+
+def colour_matrix(hue_degrees: float, saturation: float) -> np.ndarray:
+    """3x3 RGB transform: rotate hue about the grey axis, then scale saturation (grey is kept)."""
+    t = np.deg2rad(hue_degrees)
+    k = np.full(3, 1 / np.sqrt(3))
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    rot = np.cos(t) * np.eye(3) + np.sin(t) * cross + (1 - np.cos(t)) * np.outer(k, k)
+    desat = saturation * np.eye(3) + (1 - saturation) / 3
+    return (desat @ rot).astype(np.float32)
+
+
+def _camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Lens blur, sensor noise, then a tone curve (gamma + S-curve) as a lookup table -> uint8."""
+    h, w = img.shape[:2]
+    img = _blur(img, rng.uniform(0.45, 0.7) * max(w / 256, 0.4))
+    img += _grain(rng, h, w) * np.float32(rng.uniform(0.01, 0.03))
+    t = np.linspace(0, 1, 1024) ** rng.uniform(0.8, 1.25)
+    k = rng.uniform(0.2, 0.6)
+    lut = (((1 - k) * t + k * t * t * (3 - 2 * t)) * 255 + 0.5).astype(np.uint8)
+    img *= 1023
+    return np.take(lut, np.clip(img, 0, 1023, out=img).astype(np.int32))
+
+
+def _lighting(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth brightness gradient over the frame (HxW)."""
+    xx = np.arange(w, dtype=np.float32)
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    a, amp = rng.uniform(0, 2 * np.pi), rng.uniform(0.15, 0.4)
+    return (1 + amp * np.cos(a) * (xx / w - 0.5)) + amp * np.sin(a) * (yy / h - 0.5)
+
+
 def _target(lay: Layout, rng: np.random.Generator) -> np.ndarray:
+    """The source's world under a global, class-agnostic appearance shift."""
+    h, w = lay.label.shape
+    img = _source(lay, rng).astype(np.float32) / 255
+    field = 1 + TARGET_GRAIN * _grain(rng, h, w)[..., 0]
+    field += TARGET_BLOTCH * _upsample(rng.standard_normal((6, 12)), h, w)
+    img *= (field * _lighting(rng, h, w))[..., None]
+    hue = TARGET_HUE + rng.uniform(-HUE_SPREAD, HUE_SPREAD)
+    mix = colour_matrix(hue, TARGET_SATURATION * rng.uniform(0.85, 1.15))
+    img = img @ (mix.T * rng.uniform(0.9, 1.1, 3).astype(np.float32))  # and white balance
+    mean = img.mean((0, 1), keepdims=True)
+    img = mean + np.float32(TARGET_CONTRAST * rng.uniform(0.9, 1.1)) * (img - mean)
+    return _camera(img, rng)
+
+
+def _hard(lay: Layout, rng: np.random.Generator) -> np.ndarray:
     c, lab = lay.inst_cls, lay.label
     h, w = lab.shape
     wb = rng.uniform(0.9, 1.1, 3)  # white balance, folded into the colours
@@ -341,22 +399,14 @@ def _target(lay: Layout, rng: np.random.Generator) -> np.ndarray:
     sky = lab == SKY  # overcast: brighter towards the horizon
     field[sky] *= np.broadcast_to(0.8 + 0.3 * yy / lay.horizon, (h, w))[sky]
     # Lighting: a smooth gradient over the frame and a building shadow across part of the street.
-    a, amp = rng.uniform(0, 2 * np.pi), rng.uniform(0.15, 0.4)
-    field *= (1 + amp * np.cos(a) * (xx / w - 0.5)) + amp * np.sin(a) * (yy / h - 0.5)
+    field *= _lighting(rng, h, w)
     lo, width, dark = rng.uniform(-4, 1), rng.uniform(1, 3), rng.uniform(0.5, 0.7)
     ground = (lab <= SIDEWALK) | (lab == TERRAIN)
     field[ground & (lay.gs > 0) & (lay.gx > lo) & (lay.gx < lo + width)] *= dark
     img *= field[..., None]
     veg = np.nonzero(lab == VEG)  # autumn leaves vary between red, orange and yellow
     img[veg[0], veg[1], 1] *= 1 + 0.35 * _upsample(rng.standard_normal((10, 20)), h, w)[veg]
-    # Camera: lens blur, sensor noise, then a tone curve (gamma + S-curve) as a lookup table.
-    img = _blur(img, rng.uniform(0.45, 0.7) * max(w / 256, 0.4))
-    img += _grain(rng, h, w) * np.float32(rng.uniform(0.01, 0.03))
-    t = np.linspace(0, 1, 1024) ** rng.uniform(0.8, 1.25)
-    k = rng.uniform(0.2, 0.6)
-    lut = (((1 - k) * t + k * t * t * (3 - 2 * t)) * 255 + 0.5).astype(np.uint8)
-    img *= 1023
-    return np.take(lut, np.clip(img, 0, 1023, out=img).astype(np.int32))
+    return _camera(img, rng)
 
 
 def _check(style: str, split: str) -> None:
@@ -377,7 +427,7 @@ def render(
     key = [int(seed), SPLITS[split], int(index)]  # a split is its own stream: no shared scenes
     lay = draw_layout(np.random.default_rng(key), int(width), int(height))
     style_rng = np.random.default_rng([*key, 1 + STYLES[style]])
-    image = _source(lay, style_rng) if style == "source" else _target(lay, style_rng)
+    image = {"source": _source, "target": _target, "hard": _hard}[style](lay, style_rng)
     return image, lay.label
 
 
@@ -401,6 +451,11 @@ class SyntheticScenes(Dataset):
         return to_sample(image, label)
 
 
+def target_style(exp: Any) -> str:
+    """The target domain's style for an experiment (`data.target_style`: global or hard)."""
+    return "hard" if getattr(exp.data, "target_style", "global") == "hard" else "target"
+
+
 def example_batch(exp: Any) -> dict[str, torch.Tensor]:
     """One training batch at the experiment's size: src_/tgt_ image, rgb and label.
 
@@ -409,7 +464,7 @@ def example_batch(exp: Any) -> dict[str, torch.Tensor]:
     """
     w, h, b, seed = exp.data.width, exp.data.height, exp.train.batch_size, exp.train.seed
     out: dict[str, torch.Tensor] = {}
-    for prefix, style, start in (("src", "source", 0), ("tgt", "target", b)):
+    for prefix, style, start in (("src", "source", 0), ("tgt", target_style(exp), b)):
         samples = [to_sample(*render(start + i, seed, style, w, h)) for i in range(b)]
         for key in ("image", "rgb", "label"):
             out[f"{prefix}_{key}"] = torch.stack([s[key] for s in samples])

@@ -44,5 +44,6 @@ class Synthia(PairDataset):
         height: int,
         num_classes: int = 16,
         indices: Sequence[int] | None = None,
+        native_labels: bool = False,
     ) -> None:
-        super().__init__(layout(root), width, height, num_classes, indices)
+        super().__init__(layout(root), width, height, num_classes, indices, native_labels)

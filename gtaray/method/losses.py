@@ -1,9 +1,17 @@
 """One function per loss term of the method (Sankaranarayanan et al., CVPR 2018, Sec. 3).
 
+Units (`reduction`):
+  "sum"   the authors' code: a cross-entropy is summed over labelled pixels, and every term is
+          divided by the batch size (their `lossX /= len(data_source)` covers the L1 means too);
+          alpha = beta = 0.1 mean the paper's method only in these units.
+  "mean"  every term is a per-pixel mean (an option; not the paper's weighting).
+
 Domain labels of D's 4-way head; G's fakes are scored against them per pixel.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -13,33 +21,53 @@ from gtaray.data.transforms import IGNORE_INDEX
 SRC_REAL, SRC_FAKE, TGT_REAL, TGT_FAKE = 0, 1, 2, 3
 # FeatureD's 2-way head.
 FEAT_SRC, FEAT_TGT = 0, 1
+Reduction = Literal["sum", "mean"]
 
 
-def segmentation(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-pixel cross-entropy of C's scores against train ids; 255 pixels are ignored."""
-    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: Reduction):
+    if reduction == "sum":
+        total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
+        return total / logits.shape[0]
+    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
 
 
-def domain(logits: torch.Tensor, label: int) -> torch.Tensor:
+def segmentation(
+    logits: torch.Tensor, labels: torch.Tensor, reduction: Reduction = "sum"
+) -> torch.Tensor:
+    """Pixel cross-entropy of C's scores against train ids; 255 pixels are ignored."""
+    return _cross_entropy(logits, labels, reduction)
+
+
+def domain(logits: torch.Tensor, label: int, reduction: Reduction = "sum") -> torch.Tensor:
     """Cross-entropy of a per-pixel domain head against one constant domain label."""
     target = torch.full(
         (logits.shape[0], *logits.shape[2:]), label, dtype=torch.long, device=logits.device
     )
-    return F.cross_entropy(logits, target)
+    return _cross_entropy(logits, target, reduction)
 
 
-def auxiliary(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def patch_labels(labels: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Labels downsampled (nearest) to a head's map size."""
+    small = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")
+    return small[:, 0].long()
+
+
+def auxiliary(
+    logits: torch.Tensor, labels: torch.Tensor, reduction: Reduction = "sum"
+) -> torch.Tensor:
     """D's auxiliary class head against labels downsampled (nearest) to the head's size.
 
     A patch made only of ignore pixels contributes nothing; an all-ignore batch gives 0, not NaN.
     """
-    small = F.interpolate(labels[:, None].float(), size=logits.shape[2:], mode="nearest")
-    small = small[:, 0].long()
+    small = patch_labels(labels, logits.shape[2:])
     if bool((small == IGNORE_INDEX).all()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, small, ignore_index=IGNORE_INDEX)
+    return _cross_entropy(logits, small, reduction)
 
 
-def reconstruction(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """L1 between G's image and the real [0,1] image."""
-    return F.l1_loss(fake, real)
+def reconstruction(
+    fake: torch.Tensor, real: torch.Tensor, reduction: Reduction = "sum"
+) -> torch.Tensor:
+    """Mean L1 between G's image and the real [0,1] image (divided by the batch in "sum")."""
+    l1 = F.l1_loss(fake, real)
+    return l1 / fake.shape[0] if reduction == "sum" else l1

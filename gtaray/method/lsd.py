@@ -26,6 +26,7 @@ from gtaray.models.classifier import Classifier
 from gtaray.models.discriminator import Discriminator, FeatureD
 from gtaray.models.embedding import Embedding
 from gtaray.models.generator import Generator
+from gtaray.models.init import normal_init
 from gtaray.models.pretrained import load_vgg16_imagenet
 
 ADVERSARIAL = ("full", "no_aux", "within_domain")  # variants with G and the image-space D
@@ -54,43 +55,44 @@ class Optimizers:
 
 def build(exp: Experiment) -> Nets:
     """The networks the experiment's variant needs (unused ones are None), on the CPU."""
-    variant, width, k = exp.method.variant, exp.model.width, exp.data.num_classes
-    f = Embedding(width=width, dropout=exp.model.dropout)
-    if exp.model.pretrained:
-        load_vgg16_imagenet(f, exp.model.pretrained)
-    nets = Nets(F=f, C=Classifier(k, width=width))
+    variant, m, k = exp.method.variant, exp.model, exp.data.num_classes
+    f = Embedding(width=m.width, dropout=m.dropout)
+    if m.pretrained:
+        load_vgg16_imagenet(f, m.pretrained)
+    nets = Nets(F=f, C=Classifier(k, width=m.width, learn_upsampling=not m.freeze_upsampling))
     if variant in ADVERSARIAL:
-        nets.G = Generator(
-            f.fc7_channels,
-            f.pool4_channels,
-            f.pool3_channels,
-            width=width,
-            dropout=exp.model.dropout,
-        )
-        nets.D = Discriminator(k, width=width, aux=variant != "no_aux")
+        channels = (f.fc7_channels, f.pool4_channels, f.pool3_channels)
+        nets.G = Generator(*channels, width=m.gd, dropout=m.dropout)
+        nets.D = Discriminator(k, width=m.gd, aux=variant != "no_aux", dropout=m.dropout)
     elif variant == "feature_d":
-        nets.D = FeatureD(f.fc7_channels, width=width)
+        nets.D = FeatureD(f.fc7_channels, width=m.gd)
+    if m.gd_init == "normal":
+        for net in (nets.G, nets.D):
+            if net is not None:
+                normal_init(net)
     return nets
 
 
-def _adam(modules: list[nn.Module], lr: float, exp: Experiment, bias_x2: bool = False):
-    params = [p for m in modules for p in m.parameters()]
+def _adam(modules: list[nn.Module], lr: float, betas, bias_x2: bool = False):
+    # Parameters with requires_grad off (C's fixed upsamplers) are never optimised.
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
     if not bias_x2:
-        return torch.optim.Adam(params, lr=lr, betas=exp.optim.betas)
+        return torch.optim.Adam(params, lr=lr, betas=betas)
     # The authors' FCN recipe: biases learn twice as fast as weights.
     weights = [p for p in params if p.ndim > 1]
     biases = [p for p in params if p.ndim <= 1]
     groups = [{"params": weights, "lr": lr}, {"params": biases, "lr": 2 * lr}]
-    return torch.optim.Adam(groups, lr=lr, betas=exp.optim.betas)
+    return torch.optim.Adam(groups, lr=lr, betas=betas)
 
 
 def make_optimizers(nets: Nets, exp: Experiment) -> Optimizers:
     """Adam for F+C at lr_f (biases x2 if configured), and for G and D each at lr_gd."""
-    opts = Optimizers(f=_adam([nets.F, nets.C], exp.optim.lr_f, exp, exp.optim.bias_lr_x2))
+    o = exp.optim
+    opts = Optimizers(f=_adam([nets.F, nets.C], o.lr_f, o.betas_f, o.bias_lr_x2))
     if nets.G is not None:
-        opts.g = _adam([nets.G], exp.optim.lr_gd, exp)
+        opts.g = _adam([nets.G], o.lr_gd, o.betas_gd)
     if nets.D is not None:
-        opts.d = _adam([nets.D], exp.optim.lr_gd, exp)
+        opts.d = _adam([nets.D], o.lr_gd, o.betas_gd)
     return opts
 
 
@@ -139,21 +141,22 @@ def update_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experimen
         torch.cat([batch["src_rgb"], fake_s, batch["tgt_rgb"], fake_t])
     )
     d_sr, d_sf, d_tr, d_tf = domain_logits.chunk(4)
+    r = exp.method.reduction
     out = {
-        "d/src_real": losses.domain(d_sr, SRC_REAL),
-        "d/src_fake": losses.domain(d_sf, SRC_FAKE),
-        "d/tgt_real": losses.domain(d_tr, TGT_REAL),
-        "d/tgt_fake": losses.domain(d_tf, TGT_FAKE),
+        "d/src_real": losses.domain(d_sr, SRC_REAL, r),
+        "d/src_fake": losses.domain(d_sf, SRC_FAKE, r),
+        "d/tgt_real": losses.domain(d_tr, TGT_REAL, r),
+        "d/tgt_fake": losses.domain(d_tf, TGT_FAKE, r),
     }
     if aux_logits is not None:
-        out["d/aux"] = losses.auxiliary(aux_logits.chunk(4)[0], batch["src_label"])
+        out["d/aux"] = losses.auxiliary(aux_logits.chunk(4)[0], batch["src_label"], r)
     out["d/loss"] = sum(out.values())
     _step(opt, out["d/loss"])
     return out
 
 
 def update_g(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
-    """G fools D within each domain and reconstructs both images."""
+    """G fools D within each domain, makes D's aux head read source classes, reconstructs."""
     xs, xt = batch["src_image"], batch["tgt_image"]
     with torch.no_grad():
         features = unwrap(nets.F)(torch.cat([xs, xt]))
@@ -162,17 +165,18 @@ def update_g(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experimen
     with frozen(nets.D):
         domain_logits, aux_logits = unwrap(nets.D)(fake)
     d_s, d_t = _halves(domain_logits)
+    m, r = exp.method, exp.method.reduction
     out = {
-        "g/adv_src": losses.domain(d_s, SRC_REAL),
-        "g/adv_tgt": losses.domain(d_t, TGT_REAL),
-        "g/l1": losses.reconstruction(fake_s, batch["src_rgb"])
-        + losses.reconstruction(fake_t, batch["tgt_rgb"]),
+        "g/adv_src": losses.domain(d_s, SRC_REAL, r),
+        "g/adv_tgt": losses.domain(d_t, TGT_REAL, r),
+        "g/l1": losses.reconstruction(fake_s, batch["src_rgb"], r)
+        + losses.reconstruction(fake_t, batch["tgt_rgb"], r),
     }
-    adversarial = out["g/adv_src"] + out["g/adv_tgt"]
+    loss = m.adv_g * (out["g/adv_src"] + out["g/adv_tgt"]) + m.l1 * out["g/l1"]
     if aux_logits is not None:
-        out["g/aux"] = losses.auxiliary(_halves(aux_logits)[0], batch["src_label"])
-        adversarial = adversarial + out["g/aux"]
-    out["g/loss"] = exp.method.adv_g * adversarial + exp.method.l1 * out["g/l1"]
+        out["g/aux"] = losses.auxiliary(_halves(aux_logits)[0], batch["src_label"], r)
+        loss = loss + m.aux_g * out["g/aux"]
+    out["g/loss"] = loss
     _step(opt, out["g/loss"])
     return out
 
@@ -180,26 +184,26 @@ def update_g(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experimen
 def update_f(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
     """F and C: segment source, and make G(F(.)) of each domain pass as the *other* domain."""
     xs, xt, ys = batch["src_image"], batch["tgt_image"], batch["src_label"]
-    variant, size = exp.method.variant, xs.shape[2:]
+    variant, size, r = exp.method.variant, xs.shape[2:], exp.method.reduction
     features = nets.F(torch.cat([xs, xt]))
     source_features = [f[: xs.shape[0]] for f in features]
-    out = {"f/seg": losses.segmentation(nets.C(*source_features, size), ys)}
+    out = {"f/seg": losses.segmentation(nets.C(*source_features, size), ys, r)}
     adversarial = None
     if variant == "feature_d":
         with frozen(nets.D):
             d_s, d_t = _halves(unwrap(nets.D)(features[0]))
-        adversarial = losses.domain(d_s, FEAT_TGT) + losses.domain(d_t, FEAT_SRC)
+        adversarial = losses.domain(d_s, FEAT_TGT, r) + losses.domain(d_t, FEAT_SRC, r)
     else:
         with frozen(nets.G, nets.D):
             fake = unwrap(nets.G)(*features, size)
             domain_logits, aux_logits = unwrap(nets.D)(fake)
         d_s, d_t = _halves(domain_logits)
         swap = variant != "within_domain"
-        adversarial = losses.domain(d_s, TGT_REAL if swap else SRC_REAL) + losses.domain(
-            d_t, SRC_REAL if swap else TGT_REAL
+        adversarial = losses.domain(d_s, TGT_REAL if swap else SRC_REAL, r) + losses.domain(
+            d_t, SRC_REAL if swap else TGT_REAL, r
         )
         if aux_logits is not None:
-            out["f/aux"] = losses.auxiliary(_halves(aux_logits)[0], ys)
+            out["f/aux"] = losses.auxiliary(_halves(aux_logits)[0], ys, r)
     out["f/adv"] = adversarial
     out["f/loss"] = (
         out["f/seg"] + exp.method.alpha * out.get("f/aux", 0.0) + exp.method.beta * adversarial
@@ -214,7 +218,8 @@ def update_f_supervised(
     """The bounds: F+C on one domain's labels (source_only: source, target_oracle: target)."""
     domain = "tgt" if exp.method.variant == "target_oracle" else "src"
     x = batch[f"{domain}_image"]
-    seg = losses.segmentation(nets.C(*nets.F(x), x.shape[2:]), batch[f"{domain}_label"])
+    logits = nets.C(*nets.F(x), x.shape[2:])
+    seg = losses.segmentation(logits, batch[f"{domain}_label"], exp.method.reduction)
     _step(opt, seg)
     return {"f/seg": seg, "f/loss": seg}
 
@@ -243,7 +248,8 @@ def update_feature_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: E
     with torch.no_grad():
         fc7 = unwrap(nets.F)(torch.cat([batch["src_image"], batch["tgt_image"]]))[0]
     d_s, d_t = _halves(nets.D(fc7))
-    out = {"d/src": losses.domain(d_s, FEAT_SRC), "d/tgt": losses.domain(d_t, FEAT_TGT)}
+    r = exp.method.reduction
+    out = {"d/src": losses.domain(d_s, FEAT_SRC, r), "d/tgt": losses.domain(d_t, FEAT_TGT, r)}
     out["d/loss"] = out["d/src"] + out["d/tgt"]
     _step(opt, out["d/loss"])
     return out

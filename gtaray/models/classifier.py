@@ -1,12 +1,13 @@
 """C, the pixel classifier: FCN-8s score layers, skip fusion and upsampling to the input size.
 
-    C = Classifier(num_classes=19, width=1.0)     # width must match F's
+    C = Classifier(num_classes=19, width=1.0)     # width must match F's; 2x upsamplers fixed
     logits = C(fc7, pool4, pool3, size=(H, W))    # B x num_classes x H x W
 
 Final 8x step: fixed bilinear interpolation (F.interpolate), not a transposed convolution. The
 FCN paper fixes that last layer to bilinear interpolation anyway (only the 2x layers learn), so
 this is the same function with no parameters, and it lands exactly on `size` without FCN's crop
-offsets.
+offsets. The two 2x transposed convolutions start bilinear and, by default, stay so
+(`learn_upsampling=False`, requires_grad off): the authors never give them to the optimizer.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def upsample2x(channels: int) -> nn.ConvTranspose2d:
 class Classifier(nn.Module):
     """FCN-8s head on F's (fc7, pool4, pool3)."""
 
-    def __init__(self, num_classes: int, width: float = 1.0) -> None:
+    def __init__(
+        self, num_classes: int, width: float = 1.0, learn_upsampling: bool = False
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.score_fr = nn.Conv2d(scaled(FC_CHANNELS, width), num_classes, 1)
@@ -49,6 +52,8 @@ class Classifier(nn.Module):
         self.score_pool3 = nn.Conv2d(scaled(256, width), num_classes, 1)
         self.upscore2 = upsample2x(num_classes)
         self.upscore_pool4 = upsample2x(num_classes)
+        for up in (self.upscore2, self.upscore_pool4):
+            up.weight.requires_grad_(learn_upsampling)
         # FCN zero-initialises the score layers: training starts from "no opinion" and the skips
         # add nothing until they learn to.
         for conv in (self.score_fr, self.score_pool4, self.score_pool3):

@@ -4,9 +4,9 @@
     rgb = G(fc7, pool4, pool3, size=(H, W))       # B x 3 x H x W in [0, 1] (sigmoid)
 
 Stride 32 -> 1 by five 2x transposed convolutions, with instance norm, residual blocks, and the
-pool4 / pool3 maps projected (1x1 conv) and concatenated on the way up. The paper concatenates a
-noise vector at every stage; we use dropout in every residual block instead (pix2pix style), which
-is what the authors' released code does too (its noise size nz is 0 and its blocks drop out).
+pool4 / pool3 maps projected (1x1 conv) and concatenated on the way up. There is no noise vector:
+as in the paper and the authors' code (noise size nz = 0), dropout in every residual block is G's
+only source of randomness (pix2pix style).
 """
 
 from __future__ import annotations
