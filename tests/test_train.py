@@ -58,6 +58,25 @@ def test_reports_once_per_evaluation_with_two_workers(tmp_path, ray_address):
     assert (frame["workers"] == 2).all()
 
 
+def test_full_with_two_workers_reports_the_adaptation_diagnostics(tmp_path, ray_address):
+    """The GAN variant under DDP: D/G/F updates on two ranks, diagnostics summed over ranks."""
+    exp = tiny(
+        tmp_path,
+        "method.variant=full",
+        "scaling.num_workers=2",
+        "train.iterations=2",
+        "train.eval_every=2",
+    )
+    metrics = fit_trial(exp, "gan-ddp", tmp_path / "train").metrics
+    assert metrics["workers"] == 2 and metrics["diverged"] == 0
+    assert 0 <= metrics["diag/d_fake_domain_acc"] <= 1
+    assert 0 < metrics["diag/g_l1"] < 1 and 0 < metrics["diag/mean_l1"] < 1
+    assert metrics["diag/g_l1_vs_mean"] == pytest.approx(
+        metrics["diag/g_l1"] / metrics["diag/mean_l1"]
+    )
+    assert math.isfinite(metrics["f/adv"]) and metrics["f/adv"] > 0
+
+
 def test_restore_from_checkpoint_continues_exactly(tmp_path, ray_address):
     # Dropout stays on (0.5): equality needs the RNG state restored, not just the weights.
     common = ("method.variant=full", "model.dropout=0.5", "train.eval_every=3")
