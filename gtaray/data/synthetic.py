@@ -1,8 +1,9 @@
 """Built-in synthetic street scenes: one layout, rendered as a "source" or a "target" domain.
 
 A scene is a street seen from a car, drawn by `gtaray.data.scenes` (label maps in Cityscapes
-train ids); this module renders it. The layout comes from a numpy Generator seeded by (seed, split, index) alone, so all
-styles share one label distribution; the style only decides the pixels:
+train ids); this module renders it. The layout comes from a numpy Generator seeded by (seed,
+split, index) alone, so all styles share one label distribution; the style only decides the
+pixels:
   source  game-like: flat per-class colours, small per-instance variation, hard edges
   target  the same world through another camera, a global and class-agnostic shift (the kind
           GTA5 -> Cityscapes has): the source's colours, then texture and lighting everywhere, a

@@ -130,13 +130,25 @@ def _halves(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return t.chunk(2)
 
 
-def update_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
-    """D learns the four domains (and the classes of real source pixels)."""
+def generate(nets: Nets, batch: dict) -> torch.Tensor:
+    """G(F(x)) of both domains (source half first): F without gradient, G through its wrapper."""
     xs, xt = batch["src_image"], batch["tgt_image"]
-    size = xs.shape[2:]
     with torch.no_grad():
-        fake = unwrap(nets.G)(*unwrap(nets.F)(torch.cat([xs, xt])), size)
-    fake_s, fake_t = _halves(fake)
+        features = unwrap(nets.F)(torch.cat([xs, xt]))
+    return nets.G(*features, xs.shape[2:])
+
+
+def update_d(
+    nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment, fake=None
+) -> dict:
+    """D learns the four domains (and the classes of real source pixels).
+
+    `fake`: G(F(x)) from `generate` (only its values are used); computed here when None.
+    """
+    if fake is None:
+        with torch.no_grad():
+            fake = generate(Nets(F=nets.F, C=nets.C, G=unwrap(nets.G)), batch)
+    fake_s, fake_t = _halves(fake.detach())
     domain_logits, aux_logits = nets.D(
         torch.cat([batch["src_rgb"], fake_s, batch["tgt_rgb"], fake_t])
     )
@@ -155,12 +167,14 @@ def update_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experimen
     return out
 
 
-def update_g(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
-    """G fools D within each domain, makes D's aux head read source classes, reconstructs."""
-    xs, xt = batch["src_image"], batch["tgt_image"]
-    with torch.no_grad():
-        features = unwrap(nets.F)(torch.cat([xs, xt]))
-    fake = nets.G(*features, xs.shape[2:])
+def update_g(
+    nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment, fake=None
+) -> dict:
+    """G fools D within each domain, makes D's aux head read source classes, reconstructs.
+
+    `fake`: `generate`'s output with its graph through G; computed here when None.
+    """
+    fake = generate(nets, batch) if fake is None else fake
     fake_s, fake_t = _halves(fake)
     with frozen(nets.D):
         domain_logits, aux_logits = unwrap(nets.D)(fake)
@@ -237,8 +251,11 @@ def train_step(nets: Nets, opts: Optimizers, batch: dict, exp: Experiment) -> di
                 out |= update_feature_d(nets, opts.d, batch, exp)
                 out |= update_f(nets, opts.f, batch, exp)
             case "full" | "no_aux" | "within_domain":
-                out |= update_d(nets, opts.d, batch, exp)
-                out |= update_g(nets, opts.g, batch, exp)
+                # F and G do not change in D's update, so one G(F(x)) serves D's update (as
+                # values) and G's (with its graph), as in the authors' code: D then G then F.
+                fake = generate(nets, batch)
+                out |= update_d(nets, opts.d, batch, exp, fake)
+                out |= update_g(nets, opts.g, batch, exp, fake)
                 out |= update_f(nets, opts.f, batch, exp)
     return {name: float(value.detach()) for name, value in out.items()}
 
