@@ -58,6 +58,32 @@ def test_reports_once_per_evaluation_with_two_workers(tmp_path, ray_address):
     assert (frame["workers"] == 2).all()
 
 
+def test_full_two_workers_batch_1_equal_one_worker_batch_2(tmp_path, ray_address):
+    """The GAN variant under DDP: every net moves as in one process with the whole batch (the
+    frozen nets are called unwrapped, G's forward serves D's and G's updates)."""
+    # lr 1e-5: Adam turns a float-noise gradient into a step of up to lr, so a large lr would
+    # amplify the last-bit differences of a split all-reduce into visible ones.
+    common = ("method.variant=full", "model.dropout=0.0", "train.iterations=3")
+    common += ("train.eval_every=3", "optim.lr_f=1e-5", "optim.lr_gd=1e-5")
+    one = fit_trial(tiny(tmp_path, *common, "train.batch_size=2"), "gan-one", tmp_path / "train")
+    two = fit_trial(
+        tiny(tmp_path, *common, "train.batch_size=1", "scaling.num_workers=2"),
+        "gan-two",
+        tmp_path / "train",
+    )
+    nets_one, nets_two = final_state(one)["nets"], final_state(two)["nets"]
+    assert set(nets_one) == {"F", "C", "G", "D"}
+    for name in nets_one:
+        for key in nets_one[name]:
+            torch.testing.assert_close(
+                nets_one[name][key],
+                nets_two[name][key],
+                atol=1e-5,
+                rtol=1e-4,
+                msg=lambda m, k=f"{name}.{key}": f"{k}: {m}",
+            )
+
+
 def test_full_with_two_workers_reports_the_adaptation_diagnostics(tmp_path, ray_address):
     """The GAN variant under DDP: D/G/F updates on two ranks, diagnostics summed over ranks."""
     exp = tiny(

@@ -1,9 +1,11 @@
 """One function per loss term of the method (Sankaranarayanan et al., CVPR 2018, Sec. 3).
 
 Units (`reduction`):
-  "sum"   the authors' code: a cross-entropy is summed over labelled pixels, and every term is
-          divided by the batch size (their `lossX /= len(data_source)` covers the L1 means too);
-          alpha = beta = 0.1 mean the paper's method only in these units.
+  "sum"   the authors' code: a cross-entropy is summed over labelled pixels and divided by the
+          batch size; L1 is a mean. alpha = beta = 0.1 mean the paper's method only in these
+          units. (Their code also divides G's L1 mean by the batch size; at their batch size, 1,
+          that is the same number. Kept a mean here, N DDP workers x batch b compute exactly what
+          one worker with batch N*b does.)
   "mean"  every term is a per-pixel mean (an option; not the paper's weighting).
 
 Domain labels of D's 4-way head; G's fakes are scored against them per pixel.
@@ -65,9 +67,6 @@ def auxiliary(
     return _cross_entropy(logits, small, reduction)
 
 
-def reconstruction(
-    fake: torch.Tensor, real: torch.Tensor, reduction: Reduction = "sum"
-) -> torch.Tensor:
-    """Mean L1 between G's image and the real [0,1] image (divided by the batch in "sum")."""
-    l1 = F.l1_loss(fake, real)
-    return l1 / fake.shape[0] if reduction == "sum" else l1
+def reconstruction(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between G's image and the real [0,1] image (a mean in either unit)."""
+    return F.l1_loss(fake, real)

@@ -147,7 +147,7 @@ def update_d(
     """
     if fake is None:
         with torch.no_grad():
-            fake = generate(Nets(F=nets.F, C=nets.C, G=unwrap(nets.G)), batch)
+            fake = generate(nets, batch)
     fake_s, fake_t = _halves(fake.detach())
     domain_logits, aux_logits = nets.D(
         torch.cat([batch["src_rgb"], fake_s, batch["tgt_rgb"], fake_t])
@@ -183,8 +183,8 @@ def update_g(
     out = {
         "g/adv_src": losses.domain(d_s, SRC_REAL, r),
         "g/adv_tgt": losses.domain(d_t, TGT_REAL, r),
-        "g/l1": losses.reconstruction(fake_s, batch["src_rgb"], r)
-        + losses.reconstruction(fake_t, batch["tgt_rgb"], r),
+        "g/l1": losses.reconstruction(fake_s, batch["src_rgb"])
+        + losses.reconstruction(fake_t, batch["tgt_rgb"]),
     }
     loss = m.adv_g * (out["g/adv_src"] + out["g/adv_tgt"]) + m.l1 * out["g/l1"]
     if aux_logits is not None:
