@@ -115,3 +115,36 @@ def test_fake_domain_accuracy_is_one_when_d_knows_and_half_when_it_cannot():
     both = diagnostics.batch_sums(nets, features, batch["src_rgb"], "src", mean)
     both += diagnostics.batch_sums(nets, features, batch["src_rgb"], "tgt", mean)
     assert diagnostics.summarize(both)["diag/d_fake_domain_acc"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "resolution, label_shape, labelled",
+    [("label", (4, 8), 4 * 6), ("input", (32, 64), 32 * 48)],  # 2 of 8 columns are ego vehicle
+)
+def test_real_evaluation_splits_keep_labels_at_their_own_size(
+    tmp_path, resolution, label_shape, labelled
+):
+    """GTA5 -> Cityscapes on fixtures in the real formats: with eval_resolution=label the val and
+    test splits keep the label files' size (Cityscapes fixture: 8x4); training labels never do."""
+    from tests.test_loaders import make_cityscapes, make_gta5
+
+    make_gta5(tmp_path / "gta5")
+    make_cityscapes(tmp_path / "cityscapes")
+    exp = load_experiment(
+        SMOKE,
+        [
+            "data.source=gta5", "data.target=cityscapes", f"data.root={tmp_path}",
+            "data.width=64", "data.height=32", "data.source_val=1", "data.target_val=1",
+            "data.target_test=1", f"data.eval_resolution={resolution}",
+        ],
+    )  # fmt: skip
+    splits = make_splits(exp)
+    assert splits.target_test[0]["label"].shape == label_shape
+    assert splits.target_val[0]["label"].shape == label_shape
+    assert splits.target_train[0]["label"].shape == (32, 64)
+    assert splits.source_train[0]["label"].shape == (32, 64)
+    assert splits.target_test[0]["image"].shape == (3, 32, 64)
+    torch.manual_seed(0)
+    nets = lsd.build(exp.with_updates({"method.variant": "source_only"}))
+    cm, _ = evaluate_split(nets, splits.target_test, exp, torch.device("cpu"))
+    assert cm.sum() == labelled  # every labelled pixel of the label map, at its size
