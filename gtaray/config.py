@@ -97,9 +97,9 @@ class Method(_Frozen):
     adv_g: float = Field(0.1, ge=0)
     aux_g: float = Field(1.0, ge=0)
     l1: float = Field(1.0, ge=0)
-    # Loss units. "sum": every cross-entropy summed over labelled pixels and each update's loss
-    # divided by the batch size (the authors' code; the weights above mean the paper's method
-    # only in these units). "mean": every term a per-pixel mean.
+    # Loss units. "sum": every cross-entropy summed over labelled pixels and divided by the
+    # batch size, L1 a mean (the authors' code; the weights above mean the paper's method only
+    # in these units). "mean": every term a per-pixel mean.
     reduction: Literal["sum", "mean"] = "sum"
 
 
