@@ -25,6 +25,24 @@ Overrides = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from gtaray import __version__
+
+        typer.echo(f"gtaray {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Domain adaptation for semantic segmentation (LSD, CVPR 2018) as Ray sweeps."""
+
+
 def fail(message: str) -> None:
     typer.echo(f"gtaray: error: {message}", err=True)
     raise typer.Exit(2)

@@ -119,7 +119,6 @@ class Train(_Frozen):
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False
     compile: bool = False
-    checkpoint_every: int | None = Field(None, ge=1)  # None: at every evaluation
     num_to_keep: int = Field(2, ge=1)
     max_failures: int = Field(0, ge=-1)
 
@@ -261,6 +260,21 @@ def _format_error(source: str, error: ValidationError) -> str:
     return f"{source}: {loc or '<root>'}: {msg}{more}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's mappings, but a key given twice is an error instead of the last one winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Read, override and validate an experiment file; raise ConfigError naming file and key."""
     path = Path(path)
@@ -272,7 +286,7 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        tree = yaml.safe_load(text)
+        tree = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

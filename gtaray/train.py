@@ -45,9 +45,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
+    # Only tensors and plain Python values, so checkpoints load with weights_only=True.
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -55,7 +57,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -97,10 +100,15 @@ def _save(folder: Path, nets, opts, stream, metrics: dict, rank: int) -> None:
     torch.save({"rng": _rng_state(), "stream": stream.state_dict()}, folder / f"rank_{rank}.pt")
 
 
+def load_checkpoint_file(path: Path) -> dict:
+    """A checkpoint file, unpickled safely: tensors and plain values only, never code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _restore(checkpoint, nets, opts, stream, rank: int) -> tuple[int, float, dict]:
     with checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / "state.pt", weights_only=False)
-        mine = torch.load(Path(folder) / f"rank_{rank}.pt", weights_only=False)
+        state = load_checkpoint_file(Path(folder) / "state.pt")
+        mine = load_checkpoint_file(Path(folder) / f"rank_{rank}.pt")
     for name, net in nets.items():
         lsd.unwrap(net).load_state_dict(state["nets"][name])
     for name, opt in opts.items():

@@ -33,6 +33,10 @@ def assert_one_line_error(result, *fragments):
         ("name: t\n", ["-o", "train.nope=3"], ["bad.yaml", "train.nope", "unknown key"]),
         ("name: t\n", ["-o", "oops"], ["bad.yaml", "oops", "key.path=value"]),
         ("name: t\nscaling: {num_workers: 0}\n", [], ["bad.yaml", "scaling.num_workers"]),
+        # a key given twice is refused, not silently last-wins
+        ("name: t\noptim:\n  lr_f: 1\n  lr_f: 2\n", [], ["bad.yaml", "line 4", "'lr_f'"]),
+        ("name: t\nname: u\n", [], ["bad.yaml", "duplicate key 'name'"]),
+        ("name: t\ntrain: {checkpoint_every: 5}\n", [], ["train.checkpoint_every", "unknown"]),
     ],
 )
 def test_sweep_with_invalid_config_exits_2_without_starting_ray(tmp_path, body, args, fragments):
@@ -84,3 +88,11 @@ def test_report_on_missing_folder_exits_2(tmp_path):
 def test_data_check_on_unusable_root_exits_2(tmp_path):
     result = run_cli("data", "check", str(tmp_path), "--dataset", "gta5")
     assert result.returncode == 2
+
+
+def test_version_prints_the_package_version():
+    from gtaray import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"gtaray {__version__}"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import pickle
+from pathlib import Path
 
 import pytest
 import torch
 
 from gtaray.config import load_experiment
-from gtaray.train import FAIL_ENV, fit_trial, run_trial
+from gtaray.train import FAIL_ENV, fit_trial, load_checkpoint_file, run_trial
 from tests.conftest import EXPERIMENTS, run_cli
 
 pytestmark = pytest.mark.ray
@@ -28,7 +30,7 @@ def tiny(tmp_path, *overrides: str):
 
 def final_state(result) -> dict:
     with result.checkpoint.as_directory() as folder:
-        return torch.load(f"{folder}/state.pt", weights_only=False)
+        return load_checkpoint_file(Path(folder) / "state.pt")
 
 
 def test_two_workers_batch_1_equal_one_worker_batch_2(tmp_path, ray_address):
@@ -140,6 +142,21 @@ def test_huge_learning_rate_gives_diverged_not_an_exception(tmp_path, ray_addres
     assert metrics["diverged"] == 1.0
     assert metrics["iteration"] <= 6
     assert math.isnan(metrics["target_miou"])
+
+
+class Exploit:
+    """A pickle that runs code when loaded unsafely."""
+
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_tampered_checkpoint_is_refused_not_executed(tmp_path, capsys):
+    path = tmp_path / "state.pt"
+    path.write_bytes(pickle.dumps({"nets": Exploit()}))
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint_file(path)
+    assert "pwned" not in capsys.readouterr().out
 
 
 def test_train_command_shows_final_metrics(tmp_path, ray_address):
