@@ -60,12 +60,21 @@ def user_errors():
         fail(str(e))
 
 
-def _load(file: Path, overrides: list[str] | None, out: Path | None = None) -> Experiment:
+def _load(file: Path, overrides: list[str] | None, out: str | None = None) -> Experiment:
     with user_errors():
         exp = load_experiment(file, overrides or [])
         if out is not None:
-            exp = exp.with_updates({"results.dir": str(out)})
+            exp = _with_out(exp, file, out)
         return exp
+
+
+def _with_out(exp: Experiment, file: Path, out: str) -> Experiment:
+    from pydantic import ValidationError
+
+    try:
+        return exp.with_updates({"results.dir": out})
+    except ValidationError as e:
+        raise ConfigError(f"--out: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 @app.command()
@@ -78,7 +87,8 @@ def validate(file: Path, override: Overrides = None) -> None:
 @app.command()
 def sweep(
     file: Path,
-    out: Annotated[Path | None, typer.Option(help="results folder (default: results.dir)")] = None,
+    # A str, not a Path: Path("s3://b/x") would silently become "s3:/b/x".
+    out: Annotated[str | None, typer.Option(help="results folder (default: results.dir)")] = None,
     resume: Annotated[bool, typer.Option(help="continue this experiment if it exists")] = False,
     dry_run: Annotated[bool, typer.Option(help="print the plan; start nothing")] = False,
     override: Overrides = None,
@@ -171,6 +181,8 @@ def bench(
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown or not sections:
         fail(f"--only: unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    if steps < 1:  # zero or negative steps would write meaningless rates
+        fail(f"--steps: must be >= 1, got {steps}")
     if file is not None:
         _load(file, override)  # validate before anything runs
     with user_errors():

@@ -10,21 +10,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 VARIANTS = ("full", "no_aux", "within_domain", "feature_d", "source_only", "target_oracle")
 Variant = Literal["full", "no_aux", "within_domain", "feature_d", "source_only", "target_oracle"]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Beta = Annotated[float, Field(ge=0, lt=1)]
 Betas = tuple[Beta, Beta]
+# Seeds fit the int64 result columns and NumPy's generators.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 class ConfigError(ValueError):
     """Invalid experiment input; the message names the file and the key path."""
+
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_path(value: Any) -> Any:
+    """Refuse URIs (s3://, gs://, file://, ...) instead of letting Path() fold them into a
+    local folder named "s3:"."""
+    if isinstance(value, str) and _URI.match(value):
+        raise ValueError(
+            f"URIs are not supported (got {value!r}); use a local or mounted shared folder"
+        )
+    return value
 
 
 class _Frozen(BaseModel):
@@ -36,6 +52,7 @@ class Data(_Frozen):
     target: Literal["synthetic", "cityscapes"] = "synthetic"
     # Real datasets live under root/<dataset name> (root/gta5, root/cityscapes, ...).
     root: Path | None = None
+    _root_is_local = field_validator("root", mode="before")(local_path)
     width: int = Field(256, ge=32, multiple_of=32)
     height: int = Field(128, ge=32, multiple_of=32)
     num_classes: Literal[19, 16, 13] = 19
@@ -46,7 +63,7 @@ class Data(_Frozen):
     target_val: int | None = Field(50, ge=1)
     target_test: int | None = Field(50, ge=1)
     # Seed of the built-in scenes: the same data for every trial, whatever train.seed is.
-    seed: int = 0
+    seed: Seed = 0
     # Built-in target domain: "global" = a class-agnostic appearance shift (palette mix, white
     # balance, contrast, texture, noise, blur, lighting, tone; the kind GTA5 -> Cityscapes has),
     # "hard" = class colours swapped (a conditional shift marginal alignment cannot undo).
@@ -115,7 +132,7 @@ class Train(_Frozen):
     iterations: int = Field(10_000, ge=1)
     eval_every: int = Field(1_000, ge=1)
     batch_size: int = Field(1, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False
     compile: bool = False
@@ -155,7 +172,7 @@ class SearchSpace(_Frozen):
 class Sweep(_Frozen):
     mode: Literal["grid", "search"] = "grid"
     variants: list[Variant] = Field(default_factory=lambda: ["full"], min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     space: SearchSpace = SearchSpace()
     num_samples: int = Field(1, ge=1)
     scheduler: Literal["none", "asha"] = "none"
@@ -173,6 +190,7 @@ class Sweep(_Frozen):
 
 class Results(_Frozen):
     dir: Path = Path("results")
+    _dir_is_local = field_validator("dir", mode="before")(local_path)
 
 
 class Experiment(_Frozen):

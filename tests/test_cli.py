@@ -37,6 +37,13 @@ def assert_one_line_error(result, *fragments):
         ("name: t\noptim:\n  lr_f: 1\n  lr_f: 2\n", [], ["bad.yaml", "line 4", "'lr_f'"]),
         ("name: t\nname: u\n", [], ["bad.yaml", "duplicate key 'name'"]),
         ("name: t\ntrain: {checkpoint_every: 5}\n", [], ["train.checkpoint_every", "unknown"]),
+        # a URI is refused, never folded into a local folder named "s3:"
+        ("name: t\n", ["--out", "s3://bucket/res"], ["--out", "s3://bucket/res", "URIs"]),
+        ("name: t\nresults: {dir: 'gs://b/r'}\n", [], ["bad.yaml", "results.dir", "URIs"]),
+        ("name: t\n", ["-o", "data.root=s3://b/d"], ["bad.yaml", "data.root", "URIs"]),
+        # seeds must fit the int64 result columns and NumPy's generators
+        ("name: t\ntrain: {seed: 100000000000000000000}\n", [], ["bad.yaml", "train.seed"]),
+        ("name: t\nsweep: {seeds: [0, -1]}\n", [], ["bad.yaml", "sweep.seeds.1"]),
     ],
 )
 def test_sweep_with_invalid_config_exits_2_without_starting_ray(tmp_path, body, args, fragments):
@@ -96,3 +103,9 @@ def test_version_prints_the_package_version():
     result = run_cli("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"gtaray {__version__}"
+
+
+@pytest.mark.parametrize("steps", ["0", "-1"])
+def test_bench_refuses_non_positive_steps(steps):
+    result = run_cli("bench", "--steps", steps, "--only", "step")
+    assert_one_line_error(result, "--steps", ">= 1")

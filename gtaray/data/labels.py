@@ -156,6 +156,18 @@ def lookup_table(dataset: str, num_classes: int = 19) -> np.ndarray:
     return lut
 
 
+@cache
+def from_19(num_classes: int) -> np.ndarray:
+    """Read-only uint8 table of 256 entries: 19-class train id -> `num_classes` train id (the
+    classes the smaller protocols drop become 255)."""
+    index = {name: i for i, name in enumerate(CLASSES[num_classes])}
+    lut = np.full(256, IGNORE, dtype=np.uint8)
+    for i, name in enumerate(CLASSES[19]):
+        lut[i] = index.get(name, IGNORE)
+    lut.setflags(write=False)
+    return lut
+
+
 def encode(raw: np.ndarray, dataset: str, num_classes: int = 19) -> np.ndarray:
     """Raw dataset ids (any integer dtype, any shape) -> uint8 train ids, 255 = ignore."""
     lut = lookup_table(dataset, num_classes)

@@ -42,10 +42,10 @@ def _synthetic(exp: Experiment) -> Splits:
         # Same seed would give the target the source's layouts (re-rendered): offset it so the
         # target domain has scenes of its own, as real unpaired data does.
         if domain == "source":
-            return SyntheticScenes("source", split, length, d.width, d.height, d.seed)
-        style = target_style(exp)
-        seed = d.seed + TARGET_SEED_OFFSET
-        return SyntheticScenes(style, split, length, d.width, d.height, seed)
+            style, seed = "source", d.seed
+        else:
+            style, seed = target_style(exp), d.seed + TARGET_SEED_OFFSET
+        return SyntheticScenes(style, split, length, d.width, d.height, seed, d.num_classes)
 
     return Splits(
         source_train=scenes("source", "train", d.source_train),

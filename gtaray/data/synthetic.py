@@ -32,6 +32,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from gtaray.data.labels import from_19
 from gtaray.data.scenes import (
     BUILDING,
     CAR,
@@ -260,14 +261,23 @@ def render(
 
 
 class SyntheticScenes(Dataset):
-    """`length` scenes of one split in one style, as {"image", "rgb", "label"} samples."""
+    """`length` scenes of one split in one style, as {"image", "rgb", "label"} samples, labelled
+    in `num_classes` (19, or the SYNTHIA protocols' 16 / 13: their dropped classes are 255)."""
 
     def __init__(
-        self, style: str, split: str, length: int, width: int, height: int, seed: int = 0
+        self,
+        style: str,
+        split: str,
+        length: int,
+        width: int,
+        height: int,
+        seed: int = 0,
+        num_classes: int = 19,
     ) -> None:
         _check(style, split)
         self.style, self.split, self.length = style, split, int(length)
         self.width, self.height, self.seed = int(width), int(height), int(seed)
+        self.labels = from_19(num_classes)
 
     def __len__(self) -> int:
         return self.length
@@ -276,7 +286,7 @@ class SyntheticScenes(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         image, label = render(index, self.seed, self.style, self.width, self.height, self.split)
-        return to_sample(image, label)
+        return to_sample(image, self.labels[label])
 
 
 def target_style(exp: Any) -> str:
@@ -291,9 +301,11 @@ def example_batch(exp: Any) -> dict[str, torch.Tensor]:
     target half takes the indices after the source half.
     """
     w, h, b, seed = exp.data.width, exp.data.height, exp.train.batch_size, exp.train.seed
+    labels = from_19(getattr(exp.data, "num_classes", 19))
     out: dict[str, torch.Tensor] = {}
     for prefix, style, start in (("src", "source", 0), ("tgt", target_style(exp), b)):
-        samples = [to_sample(*render(start + i, seed, style, w, h)) for i in range(b)]
+        rendered = [render(start + i, seed, style, w, h) for i in range(b)]
+        samples = [to_sample(image, labels[label]) for image, label in rendered]
         for key in ("image", "rgb", "label"):
             out[f"{prefix}_{key}"] = torch.stack([s[key] for s in samples])
     return out
