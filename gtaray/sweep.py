@@ -58,13 +58,20 @@ class ResultsWriter(tune.Callback):
         self.curves: dict[str, list[dict]] = {}
         self.provenance = provenance()
 
+    def __setstate__(self, state: dict) -> None:
+        # Tune restores callbacks by unpickling them (`--resume`): rows written from now on must
+        # carry this run's code revision and versions, not those of the run that was stopped.
+        self.__dict__.update(state)
+        self.provenance = provenance()
+
     @property
     def progress(self) -> SweepProgress | None:
         # Not an attribute: Tune pickles callbacks with the experiment and restores them.
         return SweepProgress.current
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.started.setdefault(trial.trial_id, datetime.now(UTC))
+        # A trial started again after a resume is timed from its new start.
+        self.started[trial.trial_id] = datetime.now(UTC)
         if self.progress:
             self.progress.trial_started()
 

@@ -113,3 +113,18 @@ def test_resume_after_kill_finishes_without_rerunning(tmp_path, ray_address):
     assert (rows["status"] == "completed").all()
     for name, (sha, mtime) in before.items():  # finished trials were not run again
         assert (digest(folder / name), (folder / name).stat().st_mtime_ns) == (sha, mtime)
+
+
+def test_restored_results_writer_stamps_this_runs_provenance(tmp_path):
+    """`--resume` unpickles Tune's callbacks: rows written after it carry this run's revision."""
+    import pickle
+
+    from gtaray.provenance import provenance
+    from gtaray.sweep import ResultsWriter
+
+    exp = load_experiment(EXPERIMENTS / "smoke.yaml", [f"results.dir={tmp_path}"])
+    writer = ResultsWriter(exp, tmp_path)
+    writer.provenance = {**writer.provenance, "git_sha": "stale", "gtaray_version": "0.0.0"}
+    restored = pickle.loads(pickle.dumps(writer))
+    assert restored.provenance == provenance()
+    assert restored.provenance["git_sha"] != "stale"
