@@ -110,10 +110,20 @@ def sweep(
 
 
 def _check_data(exp: Experiment) -> None:
-    """Build the splits once so missing or broken data fails before Ray starts."""
+    """Build the splits once, and find the pretrained weights, so that missing or broken input
+    fails in one line before Ray starts (not as one failed row per trial)."""
     from gtaray.data.splits import make_splits
 
     make_splits(exp)
+    if exp.model.pretrained:
+        from gtaray.models.pretrained import VGG16_FILE, PretrainedWeightsError, resolve_source
+
+        path = resolve_source(exp.model.pretrained)
+        if not path.is_file():
+            raise PretrainedWeightsError(
+                f"model.pretrained: VGG16 weights not found at {path}: put torchvision's "
+                f"{VGG16_FILE} there; gtaray never downloads weights"
+            )
 
 
 @app.command()

@@ -102,6 +102,15 @@ class Model(_Frozen):
     # FCN-8s's two 2x bilinear upsamplers in C stay fixed (the authors never optimise them).
     freeze_upsampling: bool = True
 
+    @model_validator(mode="after")
+    def _pretrained_needs_full_width(self) -> Model:
+        if self.pretrained and self.width != 1.0:
+            raise ValueError(
+                f"pretrained: ImageNet VGG16 weights need model.width 1.0, got {self.width} "
+                "(set pretrained: null to train a thinner F from scratch)"
+            )
+        return self
+
     @property
     def gd(self) -> float:
         return self.width if self.gd_width is None else self.gd_width

@@ -41,6 +41,17 @@ def assert_one_line_error(result, *fragments):
         ("name: t\n", ["--out", "s3://bucket/res"], ["--out", "s3://bucket/res", "URIs"]),
         ("name: t\nresults: {dir: 'gs://b/r'}\n", [], ["bad.yaml", "results.dir", "URIs"]),
         ("name: t\n", ["-o", "data.root=s3://b/d"], ["bad.yaml", "data.root", "URIs"]),
+        # pretrained weights: found and usable before any trial starts
+        (
+            "name: t\nmodel: {width: 0.5, pretrained: imagenet}\n",
+            [],
+            ["bad.yaml", "model.pretrained", "width 1.0"],
+        ),
+        (
+            "name: t\nmodel: {pretrained: /nonexistent/vgg16.pth}\n",
+            [],
+            ["model.pretrained", "/nonexistent/vgg16.pth", "never downloads"],
+        ),
         # seeds must fit the int64 result columns and NumPy's generators
         ("name: t\ntrain: {seed: 100000000000000000000}\n", [], ["bad.yaml", "train.seed"]),
         ("name: t\nsweep: {seeds: [0, -1]}\n", [], ["bad.yaml", "sweep.seeds.1"]),

@@ -33,6 +33,17 @@ def resolve_source(source: str) -> Path:
     return Path(source).expanduser()
 
 
+def find_weights(source: str) -> Path:
+    """The weights file a source names; PretrainedWeightsError saying where to put it if absent."""
+    path = resolve_source(source)
+    if not path.is_file():
+        raise PretrainedWeightsError(
+            f"VGG16 weights not found at {path}: put torchvision's {VGG16_FILE} "
+            f"({VGG16_URL}) there; gtaray never downloads weights"
+        )
+    return path
+
+
 def load_vgg16_imagenet(embedding: Embedding, source: str) -> None:
     """Copy torchvision VGG16 weights (conv1_1..conv5_3, fc6, fc7) into `embedding` in place."""
     if embedding.width != 1.0:
@@ -40,12 +51,7 @@ def load_vgg16_imagenet(embedding: Embedding, source: str) -> None:
             f"ImageNet VGG16 weights need Embedding(width=1.0), got width={embedding.width}; "
             "use width 1.0 or train from scratch (pretrained: none)"
         )
-    path = resolve_source(source)
-    if not path.is_file():
-        raise PretrainedWeightsError(
-            f"VGG16 weights not found at {path}: put torchvision's {VGG16_FILE} "
-            f"({VGG16_URL}) there; gtaray never downloads weights"
-        )
+    path = find_weights(source)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types; all mean "not a state dict"
