@@ -64,11 +64,11 @@ def _load(file: Path, overrides: list[str] | None, out: str | None = None) -> Ex
     with user_errors():
         exp = load_experiment(file, overrides or [])
         if out is not None:
-            exp = _with_out(exp, file, out)
+            exp = _with_out(exp, out)
         return exp
 
 
-def _with_out(exp: Experiment, file: Path, out: str) -> Experiment:
+def _with_out(exp: Experiment, out: str) -> Experiment:
     from pydantic import ValidationError
 
     try:
@@ -116,14 +116,12 @@ def _check_data(exp: Experiment) -> None:
 
     make_splits(exp)
     if exp.model.pretrained:
-        from gtaray.models.pretrained import VGG16_FILE, PretrainedWeightsError, resolve_source
+        from gtaray.models.pretrained import PretrainedWeightsError, find_weights
 
-        path = resolve_source(exp.model.pretrained)
-        if not path.is_file():
-            raise PretrainedWeightsError(
-                f"model.pretrained: VGG16 weights not found at {path}: put torchvision's "
-                f"{VGG16_FILE} there; gtaray never downloads weights"
-            )
+        try:
+            find_weights(exp.model.pretrained)
+        except PretrainedWeightsError as e:
+            raise PretrainedWeightsError(f"model.pretrained: {e}") from None
 
 
 @app.command()
