@@ -67,7 +67,7 @@ def bench_step(exp: Experiment, steps: int) -> dict[str, float]:
 
 
 def bench_trainer(exp: Experiment, steps: int, storage: Path) -> dict[str, float]:
-    from gtaray.train import fit_trial, init_ray
+    from gtaray.trainer import fit_trial, init_ray
 
     init_ray()
     out: dict[str, float] = {}

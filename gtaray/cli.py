@@ -6,6 +6,7 @@ Bad input: one line on stderr, exit status 2, before any expensive work.
 
 from __future__ import annotations
 
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,15 +50,19 @@ def fail(message: str) -> None:
 
 
 @contextmanager
-def user_errors():
-    """Turn the library's input errors into one line and exit status 2."""
+def user_errors(file: Path | None = None):
+    """Turn the library's input errors into one line and exit status 2; a message that starts
+    with a config key (`scaling.use_gpu: ...`) is prefixed with the experiment file's name."""
     from gtaray.data.io import DataError
     from gtaray.models.pretrained import PretrainedWeightsError
 
     try:
         yield
     except (ConfigError, DataError, PretrainedWeightsError) as e:
-        fail(str(e))
+        message = str(e)
+        if file is not None and re.match(r"[a-z_]+(\.[a-z_0-9]+)+: ", message):
+            message = f"{file.name}: {message}"
+        fail(message)
 
 
 def _load(file: Path, overrides: list[str] | None, out: str | None = None) -> Experiment:
@@ -93,45 +98,75 @@ def sweep(
     dry_run: Annotated[bool, typer.Option(help="print the plan; start nothing")] = False,
     override: Overrides = None,
 ) -> None:
-    """Run an experiment's sweep (grid or Optuna search) on Ray; one Parquet row per trial."""
+    """Run an experiment's sweep (grid or Optuna search) on Ray; one Parquet row per trial.
+
+    Exit status: 0 when a trial completed, 1 when none did, 2 for bad input, 130 when
+    interrupted (continue with --resume)."""
     exp = _load(file, override, out)
     if dry_run:
         from gtaray.plan import print_plan
 
-        print_plan(exp)
+        with user_errors(file):
+            print_plan(exp)
         return
-    from gtaray.sweep import check_start, run_sweep
+    from gtaray.preflight import check_inputs, check_start
 
-    with user_errors():
+    again = _resume_command(file, out, override)
+    with user_errors(file), interruptible(again):
         check_start(exp, resume)  # a refused overwrite answers before the data is read
-        _check_data(exp)
-        folder = run_sweep(exp, resume=resume)
-    typer.echo(f"results: {folder}")
+        check_inputs(exp)
+        from gtaray.sweep import run_sweep
+
+        outcome = run_sweep(exp, resume=resume)
+    typer.echo(f"results: {outcome.folder}")
+    if outcome.unfinished:
+        _interrupted(again, f"{outcome.unfinished} trial(s) unfinished")
+    if not outcome.succeeded:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items()))
+        typer.echo(
+            f"gtaray: no trial completed ({counts}); the error column of "
+            f"{outcome.folder / 'trials'} and {outcome.folder / 'sweep.log'} say why",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
-def _check_data(exp: Experiment) -> None:
-    """Build the splits once, and find the pretrained weights, so that missing or broken input
-    fails in one line before Ray starts (not as one failed row per trial)."""
-    from gtaray.data.splits import make_splits
+def _resume_command(file: Path, out: str | None, overrides: list[str] | None) -> str:
+    import shlex
 
-    make_splits(exp)
-    if exp.model.pretrained:
-        from gtaray.models.pretrained import PretrainedWeightsError, find_weights
+    words = ["gtaray", "sweep", str(file), "--resume"]
+    words += ["--out", out] if out is not None else []
+    for o in overrides or []:
+        words += ["-o", o]
+    return shlex.join(words)
 
-        try:
-            find_weights(exp.model.pretrained)
-        except PretrainedWeightsError as e:
-            raise PretrainedWeightsError(f"model.pretrained: {e}") from None
+
+def _interrupted(again: str, what: str = "interrupted") -> None:
+    typer.echo(f"gtaray: {what}; continue with: {again}", err=True)
+    raise typer.Exit(130)
+
+
+@contextmanager
+def interruptible(again: str):
+    """Ctrl-C before Tune takes over the signal: exit 130 with the command that resumes."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _interrupted(again)
 
 
 @app.command()
 def train(file: Path, override: Overrides = None) -> None:
-    """Run one trial (the experiment's variant and seed) through a TorchTrainer, without Tune."""
-    exp = _load(file, override)
-    from gtaray.train import run_trial
+    """Run one trial (the experiment's variant and seed) through a TorchTrainer, without Tune.
 
-    with user_errors():
-        _check_data(exp)
+    The run is named by the config's hash: the same config resumes, a changed one trains anew."""
+    exp = _load(file, override)
+    from gtaray.preflight import check_inputs
+
+    with user_errors(file):
+        check_inputs(exp)
+        from gtaray.trainer import run_trial
+
         metrics = run_trial(exp, show_progress=True)
     from gtaray.report import print_metrics
 

@@ -43,8 +43,18 @@ def local_path(value: Any) -> Any:
     return value
 
 
+def _unique(values: list | None) -> list | None:
+    """A list that names the same trial twice would run it twice and fake a spread of 0."""
+    if values is not None:
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
+    return values
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf/nan are never a valid setting (1e400 in YAML reads as infinity).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Data(_Frozen):
@@ -153,6 +163,9 @@ class Scaling(_Frozen):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: PositiveFloat = 1.0
+    # How long a trial the cluster cannot place yet waits for nodes to join (an autoscaling
+    # cluster) before it is refused; 0 refuses at once.
+    wait_for_nodes_s: float = Field(0.0, ge=0)
 
     @property
     def device(self) -> str:
@@ -176,12 +189,14 @@ class SearchSpace(_Frozen):
     alpha: LogUniform | None = None
     beta: LogUniform | None = None
     variant: list[Variant] | None = Field(None, min_length=1)
+    _variant_unique = field_validator("variant")(_unique)
 
 
 class Sweep(_Frozen):
     mode: Literal["grid", "search"] = "grid"
     variants: list[Variant] = Field(default_factory=lambda: ["full"], min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
+    _lists_unique = field_validator("variants", "seeds")(_unique)
     space: SearchSpace = SearchSpace()
     num_samples: int = Field(1, ge=1)
     scheduler: Literal["none", "asha"] = "none"
@@ -203,7 +218,8 @@ class Results(_Frozen):
 
 
 class Experiment(_Frozen):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # A folder name under results.dir: never "." or "..", never a path.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     data: Data = Data()
     model: Model = Model()
     method: Method = Method()
@@ -220,8 +236,9 @@ class Experiment(_Frozen):
         return self
 
     def config_hash(self) -> str:
-        """Short stable hash of everything that defines the experiment."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Short stable hash of everything that defines the experiment: not where its results
+        live (`--out r1` and `--out /abs/r1`, or a moved folder, are the same experiment)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"results"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def with_updates(self, updates: dict[str, Any]) -> Experiment:
@@ -307,9 +324,13 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     path = Path(path)
     source = path.name
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not an experiment file") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     try:

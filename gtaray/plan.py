@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gtaray.config import Experiment
+from gtaray.preflight import check_resources, local_nodes, placeable_workers
 
 BENCH_FILE = "bench.json"  # written by `gtaray bench` into results.dir
 
@@ -40,10 +40,9 @@ def trial_updates(params: dict[str, Any]) -> dict[str, Any]:
     return {keys[k]: v for k, v in params.items() if k in keys}
 
 
-def plan(
-    exp: Experiment, cluster_cpus: float | None = None, cluster_gpus: float | None = None
-) -> Plan:
-    """Trials, resources per trial and how many fit at once in the cluster (default: here)."""
+def plan(exp: Experiment, nodes: list[dict[str, float]] | None = None) -> Plan:
+    """Trials, resources per trial and how many fit at once on the nodes (default: this
+    machine as a one-node cluster)."""
     sweep, scaling = exp.sweep, exp.scaling
     if sweep.mode == "grid":
         trials = [{"variant": v, "seed": s} for v in sweep.variants for s in sweep.seeds]
@@ -51,11 +50,7 @@ def plan(
         trials = [{"sample": i} for i in range(sweep.num_samples)]
     cpus = scaling.num_workers * scaling.cpus_per_worker
     gpus = float(scaling.num_workers) if scaling.use_gpu else 0.0
-    available = cluster_cpus if cluster_cpus is not None else float(os.cpu_count() or 1)
-    fits = int(available // cpus)
-    if gpus:
-        fits = min(fits, int((cluster_gpus or 0.0) // gpus))
-    fits = max(1, fits)  # one trial at a time rather than none (Ray waits for autoscaling)
+    fits = placeable_workers(exp, local_nodes() if nodes is None else nodes) // scaling.num_workers
     concurrency = min(sweep.max_concurrent or fits, fits, len(trials))
     return Plan(trials, cpus, gpus, concurrency, len(trials) * exp.train.iterations)
 
@@ -90,6 +85,8 @@ def estimate_seconds(exp: Experiment, p: Plan) -> tuple[float, float] | None:
 
 
 def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
+    """Print the plan; ConfigError if this machine cannot run one trial."""
+    check_resources(exp, local_nodes())
     console = console or Console()
     p = plan(exp)
     s = exp.sweep

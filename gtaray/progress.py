@@ -1,4 +1,6 @@
-"""Live terminal view of a sweep: trials by state, best selection metric, elapsed and ETA."""
+"""Live terminal views: a sweep's trials by state with the best selection metric, elapsed and
+ETA; one trial's progress bar (`gtaray train`); and the redirection that keeps Ray's own output
+in a log file instead of the terminal."""
 
 from __future__ import annotations
 
@@ -6,10 +8,12 @@ import contextlib
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar, TextIO
+from queue import Empty
+from typing import Any, ClassVar, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -104,6 +108,34 @@ class TrialProgress:
         miou = "-" if math.isnan(self.last_miou) else f"{100 * self.last_miou:.1f}"
         info = f"{its:.2f} it/s {losses} | target mIoU {miou}"
         self.progress.update(self.task, completed=int(report["iteration"]), info=info)
+
+
+def follow_trial(fit: Callable[[], Any], queue: Any, view: TrialProgress | None) -> tuple:
+    """Run fit() in a thread while reading rank 0's reports from the queue (into the view, if
+    any); return fit()'s result and the last full report (a diverged run's has no checkpoint,
+    so Ray's result does not carry it)."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fit()
+        except BaseException as e:  # re-raised in the caller's thread below
+            box["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    last = None
+    while thread.is_alive() or not queue.empty():
+        with contextlib.suppress(Empty):
+            report = queue.get(timeout=0.2)
+            if "target_miou" in report:
+                last = report
+            if view is not None:
+                view.update(report)
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"], last
 
 
 @contextlib.contextmanager

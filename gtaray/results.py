@@ -2,6 +2,7 @@
 
     <dir>/<experiment>/trials/<trial_id>.parquet   one row: config, final metrics, provenance
     <dir>/<experiment>/curves/<trial_id>.parquet   one row per evaluation
+    <dir>/<experiment>/trials/history/<trial_id>.<n>.parquet   rows a retried trial replaced
 
 Files are written to a hidden temporary name in the same folder and renamed, so a reader never
 sees half a file and a trial that re-runs replaces its own file. Readers skip temporary names.
@@ -10,6 +11,7 @@ sees half a file and a trial that re-runs replaces its own file. Readers skip te
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -106,6 +108,11 @@ def write_trial(row: dict, class_names: list[str], results_dir: Path) -> Path:
         raise ValueError(f"trial row lacks columns: {', '.join(missing)}")
     table = pa.Table.from_pylist([{name: row[name] for name in schema.names}], schema=schema)
     path = trial_path(results_dir, row["experiment"], row["trial_id"])
+    if path.exists():  # a retried trial (after `failed`): keep the earlier row's history
+        history = path.parent / "history"
+        history.mkdir(exist_ok=True)
+        attempt = len(list(history.glob(f"{path.stem}.*.parquet"))) + 1
+        shutil.copy2(path, history / f"{path.stem}.{attempt}.parquet")
     write_atomic(table, path)
     return path
 

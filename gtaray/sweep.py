@@ -10,8 +10,11 @@ callback in this process: one writer, atomic files, status taken from the last r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +25,23 @@ import ray.tune
 from ray import tune
 from rich.console import Console
 
-from gtaray.config import ConfigError, Experiment
+from gtaray.config import Experiment
 from gtaray.data.splits import class_names
 from gtaray.plan import plan, trial_updates
+from gtaray.preflight import SNAPSHOT, check_start, experiment_dir
 from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
-from gtaray.results import iou_column, load_curve, trial_path, write_curve, write_trial
-from gtaray.train import fit_trial, init_ray
+from gtaray.results import (
+    iou_column,
+    load_curve,
+    load_trials,
+    trial_path,
+    write_curve,
+    write_trial,
+)
+from gtaray.train import StepHook
+from gtaray.trainer import cluster_nodes, fit_trial, init_ray, wait_for_resources
 
-SNAPSHOT = "experiment.json"
 ALREADY_RECORDED = "already_recorded"
 
 
@@ -94,7 +105,7 @@ class ResultsWriter(tune.Callback):
         self._write(trial, error=None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(trial, error=str(trial.error_file or "trial failed"))
+        self._write(trial, error=error_message(trial))
 
     def _trial_exp(self, trial) -> Experiment:
         return self.exp.with_updates(trial_updates(trial.config))
@@ -128,6 +139,22 @@ class ResultsWriter(tune.Callback):
         write_trial(row, self.classes, self.out)
         if self.progress:
             self.progress.trial_finished(status)
+
+
+_EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+def error_message(trial, max_chars: int = 1000) -> str:
+    """What went wrong in a failed trial, in a few lines: the exception lines of Tune's error
+    file (the innermost last), not the file's path."""
+    text = ""
+    if trial.error_file:
+        with contextlib.suppress(OSError):
+            text = Path(trial.error_file).read_text(errors="replace")
+    lines = [ln.strip() for ln in text.splitlines() if _EXCEPTION_LINE.match(ln.strip())]
+    unique = list(dict.fromkeys(lines))
+    message = " | ".join(unique[-3:]) or "trial failed (no error text)"
+    return message[:max_chars]
 
 
 def summary_row(exp: Experiment, trial_id: str, last: dict, classes) -> dict:
@@ -172,15 +199,22 @@ def summary_row(exp: Experiment, trial_id: str, last: dict, classes) -> dict:
     return row
 
 
-def trial_driver(config: dict[str, Any], base: dict[str, Any], storage: str, out: str) -> None:
+def trial_driver(
+    config: dict[str, Any],
+    base: dict[str, Any],
+    storage: str,
+    out: str,
+    step_hook: StepHook | None = None,
+) -> None:
     """One Tune trial: a TorchTrainer over the experiment with this trial's parameters."""
     exp = Experiment.model_validate(base).with_updates(trial_updates(config))
     trial_id = ray.tune.get_context().get_trial_id()
     recorded = trial_path(Path(out), exp.name, trial_id)
-    if recorded.exists():
+    row = pd.read_parquet(recorded).iloc[0] if recorded.exists() else None
+    if row is not None and row["status"] != "failed":
         # Finished before the sweep was killed, but after Tune last saved its state: the row
         # on disk is the truth; hand Tune its final metrics instead of training again.
-        row = pd.read_parquet(recorded).iloc[0]
+        # (A failed trial is retried: its Train run resumes from its last checkpoint.)
         ray.tune.report(
             {
                 "iteration": float(row["iterations_done"]),
@@ -191,7 +225,9 @@ def trial_driver(config: dict[str, Any], base: dict[str, Any], storage: str, out
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    fit_trial(exp, name=trial_id, storage=storage, callbacks=[TuneReportCallback()])
+    fit_trial(
+        exp, name=trial_id, storage=storage, callbacks=[TuneReportCallback()], step_hook=step_hook
+    )
 
 
 def _searcher(exp: Experiment):
@@ -219,49 +255,52 @@ def _scheduler(exp: Experiment):
     )
 
 
-def experiment_dir(exp: Experiment) -> Path:
-    return (Path(exp.results.dir) / exp.name).resolve()
+@dataclass
+class SweepOutcome:
+    """Where a sweep stands, read from its rows on disk (the source of truth): rows by status,
+    and planned trials without a row (the sweep was interrupted)."""
+
+    folder: Path
+    statuses: dict[str, int] = field(default_factory=dict)
+    unfinished: int = 0
+
+    @property
+    def succeeded(self) -> int:
+        return self.statuses.get("completed", 0) + self.statuses.get("pruned", 0)
+
+    @classmethod
+    def read(cls, exp: Experiment) -> SweepOutcome:
+        rows = load_trials(Path(exp.results.dir), exp.name)
+        statuses = rows["status"].value_counts().to_dict() if len(rows) else {}
+        return cls(experiment_dir(exp), statuses, max(len(plan(exp).trials) - len(rows), 0))
 
 
-def check_start(exp: Experiment, resume: bool) -> bool:
-    """Refuse to overwrite; on resume refuse a changed config. True if a run can be restored."""
-    folder = experiment_dir(exp)
-    snapshot = folder / SNAPSHOT
-    if not resume:
-        if folder.exists():
-            raise ConfigError(
-                f"{folder}: experiment already exists; pass --resume to continue it, "
-                "or choose another --out / name"
-            )
-        return False
-    if not snapshot.exists():
-        return False
-    before = json.loads(snapshot.read_text())
-    if before.get("config_hash") != exp.config_hash():
-        raise ConfigError(
-            f"{snapshot}: config changed since this experiment started "
-            f"(hash {before.get('config_hash')} -> {exp.config_hash()}); use a new name"
-        )
-    return tune.Tuner.can_restore(str(folder / "tune"))
-
-
-def run_sweep(exp: Experiment, resume: bool = False, show_progress: bool = True) -> Path:
-    """Run (or resume) the experiment's sweep; return the experiment's results folder."""
+def run_sweep(
+    exp: Experiment,
+    resume: bool = False,
+    show_progress: bool = True,
+    step_hook: StepHook | None = None,
+) -> SweepOutcome:
+    """Run (or resume) the experiment's sweep. step_hook: see gtaray.train (tests only)."""
     restorable = check_start(exp, resume)
     folder = experiment_dir(exp)
+    init_ray()
+    wait_for_resources(exp)  # before anything is written: a refused sweep leaves no folder
+    restorable = restorable and tune.Tuner.can_restore(str(folder / "tune"))
     folder.mkdir(parents=True, exist_ok=True)
     snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
     (folder / SNAPSHOT).write_text(json.dumps(snapshot, indent=2))
 
     with output_to_log(folder / "sweep.log") as terminal:
-        _run_tuner(exp, folder, restorable, terminal if show_progress else None)
-    return folder
+        _run_tuner(exp, folder, restorable, terminal if show_progress else None, step_hook)
+    return SweepOutcome.read(exp)
 
 
-def _run_tuner(exp: Experiment, folder: Path, restorable: bool, terminal) -> None:
-    init_ray()
-    resources = ray.cluster_resources()
-    the_plan = plan(exp, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+def _run_tuner(
+    exp: Experiment, folder: Path, restorable: bool, terminal, step_hook: StepHook | None
+) -> None:
+    """Run Tune to the end, or to Ctrl-C (Tune then saves its state and returns)."""
+    the_plan = plan(exp, cluster_nodes())
     progress = None
     if terminal is not None:
         done = len(list((folder / "trials").glob("*.parquet")))
@@ -275,6 +314,7 @@ def _run_tuner(exp: Experiment, folder: Path, restorable: bool, terminal) -> Non
             base=exp.model_dump(mode="json"),
             storage=str(folder / "train"),
             out=str(Path(exp.results.dir).resolve()),
+            step_hook=step_hook,
         ),
         # The driver only waits on its TorchTrainer: it holds a little memory, no CPU.
         {"memory": 64 * 1024**2},

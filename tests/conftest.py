@@ -15,18 +15,15 @@ EXPERIMENTS = ROOT / "experiments"
 
 @pytest.fixture(scope="session")
 def ray_address():
-    """Start Ray once (2 CPUs, small object store, dashboard on: Train's cleaner needs it)."""
+    """Start Ray once, the way the product does (`init_ray`), with 2 CPUs and a small object
+    store; the dashboard stays on (Train's placement-group cleaner needs it)."""
     import ray
 
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
-    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "180")
-    context = ray.init(
-        num_cpus=2,
-        object_store_memory=128 * 1024**2,
-        log_to_driver=False,
-        logging_level="WARNING",
-    )
-    yield context.address_info["address"]
+    from gtaray.trainer import init_ray
+
+    os.environ.pop("RAY_ADDRESS", None)
+    init_ray(num_cpus=2, object_store_memory=128 * 1024**2)
+    yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
 

@@ -101,9 +101,10 @@ def test_plan_concurrency_follows_cpus_and_gpus(tmp_path):
     from gtaray.plan import plan
 
     exp = load_experiment(write(tmp_path, GOOD), ["scaling.num_workers=2"])
-    assert plan(exp, cluster_cpus=8).concurrency == 4  # 4 trials of 2 one-CPU workers
-    assert plan(exp, cluster_cpus=3).concurrency == 1
-    assert plan(exp.with_updates({"sweep.max_concurrent": 1}), cluster_cpus=8).concurrency == 1
+    assert plan(exp, [{"CPU": 8}]).concurrency == 4  # 4 trials of 2 one-CPU workers
+    assert plan(exp, [{"CPU": 3}]).concurrency == 1
+    assert plan(exp, [{"CPU": 1}, {"CPU": 1}, {"CPU": 1.5}]).concurrency == 1  # workers span nodes
+    assert plan(exp.with_updates({"sweep.max_concurrent": 1}), [{"CPU": 8}]).concurrency == 1
     gpu = exp.with_updates({"scaling.use_gpu": True})
-    assert plan(gpu, cluster_cpus=64, cluster_gpus=4).concurrency == 2
-    assert plan(gpu, cluster_cpus=64, cluster_gpus=0).concurrency == 1
+    assert plan(gpu, [{"CPU": 64, "GPU": 4}]).concurrency == 2
+    assert plan(gpu, [{"CPU": 64, "GPU": 0}]).concurrency == 0  # refused before a sweep starts

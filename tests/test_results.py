@@ -43,11 +43,16 @@ def test_write_trial_is_atomic_and_replaces_its_own_file(tmp_path):
     path = write_trial(row("t1", "full", 0, 0.5), CLASSES, tmp_path)
     assert path == trial_path(tmp_path, "exp", "t1")
     write_trial(row("t1", "full", 0, 0.7), CLASSES, tmp_path)
-    files = list(path.parent.iterdir())
-    assert files == [path]  # no temp file left behind, no second copy
+    files = sorted(path.parent.iterdir())
+    assert files == [path.parent / "history", path]  # no temp file left behind
     table = pd.read_parquet(path)
     assert table["target_miou"].tolist() == [0.7]
     assert "iou_traffic_light" in table.columns
+    # the replaced row is kept out of the table, in the trial's history
+    (old,) = (path.parent / "history").iterdir()
+    assert old.name == "t1.1.parquet"
+    assert pd.read_parquet(old)["target_miou"].tolist() == [0.5]
+    assert load_trials(tmp_path)["target_miou"].tolist() == [0.7]
 
 
 def test_bad_rows_are_refused_before_anything_is_written(tmp_path):

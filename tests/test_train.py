@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from gtaray.checkpoint import load_file
 from gtaray.config import load_experiment
-from gtaray.train import FAIL_ENV, fit_trial, load_checkpoint_file, run_trial
+from gtaray.trainer import fit_trial, run_trial
 from tests.conftest import EXPERIMENTS, run_cli
+from tests.faults import KillOnce
 
 pytestmark = pytest.mark.ray
 
@@ -30,7 +32,7 @@ def tiny(tmp_path, *overrides: str):
 
 def final_state(result) -> dict:
     with result.checkpoint.as_directory() as folder:
-        return load_checkpoint_file(Path(folder) / "state.pt")
+        return load_file(Path(folder) / "state.pt")
 
 
 def test_two_workers_batch_1_equal_one_worker_batch_2(tmp_path, ray_address):
@@ -120,9 +122,8 @@ def test_restore_from_checkpoint_continues_exactly(tmp_path, ray_address):
     assert straight.metrics["f/loss"] == resumed.metrics["f/loss"]
 
 
-def test_killed_worker_restarts_from_checkpoint_and_finishes(tmp_path, ray_address, monkeypatch):
+def test_killed_worker_restarts_from_checkpoint_and_finishes(tmp_path, ray_address):
     marker = tmp_path / "rank1-died"
-    monkeypatch.setenv(FAIL_ENV, f"1:5:{marker}")
     exp = tiny(
         tmp_path,
         "train.iterations=6",
@@ -130,8 +131,9 @@ def test_killed_worker_restarts_from_checkpoint_and_finishes(tmp_path, ray_addre
         "scaling.num_workers=2",
         "train.max_failures=1",
     )
-    result = fit_trial(exp, "faulty", tmp_path / "train")
-    assert marker.exists()  # rank 1 really exited at iteration 5
+    hook = KillOnce(rank=1, iteration=5, marker=str(marker))
+    result = fit_trial(exp, "faulty", tmp_path / "train", step_hook=hook)
+    assert marker.exists()  # rank 1 really was SIGKILLed at iteration 5
     assert result.metrics["iteration"] == 6
     assert result.error is None
 
@@ -155,7 +157,7 @@ def test_tampered_checkpoint_is_refused_not_executed(tmp_path, capsys):
     path = tmp_path / "state.pt"
     path.write_bytes(pickle.dumps({"nets": Exploit()}))
     with pytest.raises(pickle.UnpicklingError):
-        load_checkpoint_file(path)
+        load_file(path)
     assert "pwned" not in capsys.readouterr().out
 
 

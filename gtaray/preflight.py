@@ -1,0 +1,128 @@
+"""Checks that run before Ray starts (or, for the cluster's resources, before any trial does):
+bad input is one line naming the file and key or path, and nothing is written yet.
+
+    check_start(exp, resume)        # an existing experiment folder: refuse, or may it resume?
+    check_inputs(exp)               # the datasets and pretrained weights the trials will read
+    check_resources(exp, nodes)     # can the cluster place one trial's workers at all?
+
+Only `check_inputs` imports torch (to open the data); none of them imports Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from gtaray.config import ConfigError, Experiment
+
+SNAPSHOT = "experiment.json"  # the config an experiment folder was started with
+
+
+def experiment_dir(exp: Experiment) -> Path:
+    return (Path(exp.results.dir) / exp.name).resolve()
+
+
+def _check_writable(results_dir: Path) -> None:
+    """results.dir must be a folder this process can create files in."""
+    path = results_dir.resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"results.dir: {path} is a file, not a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"results.dir: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"results.dir: {existing} is not writable")
+
+
+def read_snapshot(folder: Path) -> dict | None:
+    """The experiment.json of an experiment folder, None if there is none."""
+    path = folder / SNAPSHOT
+    if not path.exists():
+        return None
+    try:
+        snapshot = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{path}: unreadable ({type(e).__name__}); cannot resume") from None
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("config_hash"), str):
+        raise ConfigError(f"{path}: no config_hash; not a gtaray experiment, cannot resume")
+    return snapshot
+
+
+def check_start(exp: Experiment, resume: bool) -> bool:
+    """Refuse to overwrite, and on resume refuse a changed config; True if the experiment
+    folder holds a run to continue."""
+    _check_writable(Path(exp.results.dir))
+    folder = experiment_dir(exp)
+    if not resume:
+        if folder.exists():
+            raise ConfigError(
+                f"{folder}: experiment already exists; pass --resume to continue it, "
+                "or choose another --out / name"
+            )
+        return False
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: is a file, not an experiment folder")
+    snapshot = read_snapshot(folder)
+    if snapshot is None:
+        return False
+    if snapshot["config_hash"] != exp.config_hash():
+        raise ConfigError(
+            f"{folder / SNAPSHOT}: config changed since this experiment started "
+            f"(hash {snapshot['config_hash']} -> {exp.config_hash()}); use a new name"
+        )
+    return True
+
+
+def check_inputs(exp: Experiment) -> None:
+    """Open every split once and find the pretrained weights, so that missing or broken input
+    fails in one line before Ray starts, not as one failed row per trial."""
+    from gtaray.data.splits import make_splits
+    from gtaray.models.pretrained import PretrainedWeightsError, find_weights
+
+    make_splits(exp)
+    if exp.model.pretrained:
+        try:
+            find_weights(exp.model.pretrained)
+        except PretrainedWeightsError as e:
+            raise PretrainedWeightsError(f"model.pretrained: {e}") from None
+
+
+def local_nodes() -> list[dict[str, float]]:
+    """This machine as a one-node cluster: its CPUs and its NVIDIA GPUs (no torch import)."""
+    gpus = len(list(Path("/dev").glob("nvidia[0-9]*")))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = min(gpus, len([d for d in visible.split(",") if d.strip()]))
+    return [{"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}]
+
+
+def placeable_workers(exp: Experiment, nodes: list[dict[str, float]]) -> int:
+    """How many of one trial's workers the nodes can hold at once (bundles are identical)."""
+    s = exp.scaling
+    total = 0
+    for node in nodes:
+        fit = math.floor(node.get("CPU", 0.0) / s.cpus_per_worker + 1e-9)
+        if s.use_gpu:
+            fit = min(fit, math.floor(node.get("GPU", 0.0) + 1e-9))
+        total += fit
+    return total
+
+
+def check_resources(exp: Experiment, nodes: list[dict[str, float]]) -> None:
+    """Refuse a trial the cluster can never place (Ray would wait for it forever)."""
+    s = exp.scaling
+    cpus = sum(n.get("CPU", 0.0) for n in nodes)
+    gpus = sum(n.get("GPU", 0.0) for n in nodes)
+    have = f"the cluster has {cpus:g} CPUs and {gpus:g} GPUs on {len(nodes)} node(s)"
+    if s.use_gpu and gpus == 0:
+        raise ConfigError(f"scaling.use_gpu: true, but {have}")
+    placeable = placeable_workers(exp, nodes)
+    if placeable < s.num_workers:
+        per_worker = f"{s.cpus_per_worker:g} CPU" + (" + 1 GPU" if s.use_gpu else "")
+        key = "scaling.num_workers" if placeable else "scaling.cpus_per_worker"
+        raise ConfigError(
+            f"{key}: a trial needs {s.num_workers} worker(s) x {per_worker}; {have}, "
+            f"room for {placeable}"
+        )
