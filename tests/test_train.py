@@ -161,21 +161,27 @@ def test_tampered_checkpoint_is_refused_not_executed(tmp_path, capsys):
     assert "pwned" not in capsys.readouterr().out
 
 
-def test_train_command_shows_final_metrics(tmp_path, ray_address):
-    result = run_cli(
-        "train",
-        str(EXPERIMENTS / "smoke.yaml"),
-        "-o",
-        f"results.dir={tmp_path}",
-        "-o",
-        "method.variant=full",
-        "-o",
-        "train.iterations=4",
-        "-o",
-        "train.eval_every=2",
-        env={"RAY_ADDRESS": ray_address},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "final metrics" in result.stdout and "target_miou" in result.stdout
-    assert "Traceback" not in result.stderr
-    assert list((tmp_path / "smoke" / "train").glob("smoke-full-s0/checkpoint_*"))
+def test_train_command_resumes_only_the_same_config(tmp_path, ray_address):
+    def train(*overrides: str):
+        args = ["results.dir=" + str(tmp_path), "method.variant=full", "train.iterations=4"]
+        args += ["train.eval_every=2", *overrides]
+        command = ["train", str(EXPERIMENTS / "smoke.yaml")]
+        for o in args:
+            command += ["-o", o]
+        result = run_cli(*command, env={"RAY_ADDRESS": ray_address})
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        return result
+
+    first = train()
+    assert "final metrics" in first.stdout and "target_miou" in first.stdout
+    runs = tmp_path / "smoke" / "train"
+    (run,) = runs.glob("smoke-full-s0-*/")  # the config's hash is in the run's name
+    checkpoints = sorted(p for p in run.glob("checkpoint_*") if p.is_dir())
+    assert len(checkpoints) == 2
+    # The same config resumes its finished run: nothing is trained again.
+    train()
+    assert sorted(p for p in run.glob("checkpoint_*") if p.is_dir()) == checkpoints
+    # A changed config trains anew, even one that changes the workers (once a crash).
+    train("scaling.num_workers=2")
+    assert len(list(runs.glob("smoke-full-s0-*/"))) == 2
