@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from gtaray.config import ConfigError, Experiment, load_experiment
+from gtaray.errors import USER_ERRORS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
@@ -53,12 +54,9 @@ def fail(message: str) -> None:
 def user_errors(file: Path | None = None):
     """Turn the library's input errors into one line and exit status 2; a message that starts
     with a config key (`scaling.use_gpu: ...`) is prefixed with the experiment file's name."""
-    from gtaray.data.io import DataError
-    from gtaray.models.pretrained import PretrainedWeightsError
-
     try:
         yield
-    except (ConfigError, DataError, PretrainedWeightsError) as e:
+    except USER_ERRORS as e:
         message = str(e)
         if file is not None and re.match(r"[a-z_]+(\.[a-z_0-9]+)+: ", message):
             message = f"{file.name}: {message}"
@@ -109,11 +107,12 @@ def sweep(
         with user_errors(file):
             print_plan(exp)
         return
-    from gtaray.preflight import check_inputs, check_start
+    from gtaray.preflight import check_inputs, check_local_resources, check_start
 
     again = _resume_command(file, out, override)
     with user_errors(file), interruptible(again):
         check_start(exp, resume)  # a refused overwrite answers before the data is read
+        check_local_resources(exp)
         check_inputs(exp)
         from gtaray.sweep import run_sweep
 
@@ -161,9 +160,10 @@ def train(file: Path, override: Overrides = None) -> None:
 
     The run is named by the config's hash: the same config resumes, a changed one trains anew."""
     exp = _load(file, override)
-    from gtaray.preflight import check_inputs
+    from gtaray.preflight import check_inputs, check_local_resources
 
     with user_errors(file):
+        check_local_resources(exp)
         check_inputs(exp)
         from gtaray.trainer import run_trial
 
@@ -234,16 +234,23 @@ def bench(
 
 @data_app.command("check")
 def data_check(
-    root: Path,
+    root: Annotated[Path, typer.Argument(help="data.root: the folder that holds gta5/ etc.")],
     dataset: Annotated[str, typer.Option(help="gta5, synthia or cityscapes")],
 ) -> None:
-    """Validate a dataset folder's layout and files; exit 2 when it is unusable."""
+    """Check ROOT/DATASET, the folder an experiment with `data.root: ROOT` reads: its layout
+    and every file; exit 2 when it is unusable."""
     if dataset not in ("gta5", "synthia", "cityscapes"):
         fail(f"--dataset: must be gta5, synthia or cityscapes, got {dataset!r}")
+    if not (root / dataset).is_dir():
+        here = f" (here: {root.parent})" if root.name == dataset else ""
+        fail(
+            f"{root / dataset}: no such folder; ROOT is data.root, the folder that holds "
+            f"{dataset}/{here}"
+        )
     from gtaray.data.check import check_dataset
 
     with user_errors():
-        result = check_dataset(root, dataset)
+        result = check_dataset(root / dataset, dataset)
     for line in result.lines():
         typer.echo(line)
     if not result.usable:

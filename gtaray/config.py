@@ -17,17 +17,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-VARIANTS = ("full", "no_aux", "within_domain", "feature_d", "source_only", "target_oracle")
-Variant = Literal["full", "no_aux", "within_domain", "feature_d", "source_only", "target_oracle"]
+from gtaray.errors import ConfigError
+
+# The variants in paper order: the bounds around the method and its ablations (the report's
+# row order).
+VARIANTS = ("source_only", "feature_d", "within_domain", "no_aux", "full", "target_oracle")
+Variant = Literal[VARIANTS]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Beta = Annotated[float, Field(ge=0, lt=1)]
 Betas = tuple[Beta, Beta]
 # Seeds fit the int64 result columns and NumPy's generators.
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
-
-
-class ConfigError(ValueError):
-    """Invalid experiment input; the message names the file and the key path."""
 
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -192,6 +192,24 @@ class SearchSpace(_Frozen):
     _variant_unique = field_validator("variant")(_unique)
 
 
+def field_path(name: str) -> str:
+    """The dotted experiment key a search-space entry samples: `lr_f` -> `optim.lr_f`. Tune's
+    trial configs use these keys, so a trial's parameters apply with `with_updates` as is."""
+    (path,) = [
+        f"{section}.{name}"
+        for section, f in Experiment.model_fields.items()
+        if section != "sweep"
+        and isinstance(f.annotation, type)
+        and issubclass(f.annotation, BaseModel)
+        and name in f.annotation.model_fields
+    ]
+    return path
+
+
+# What a grid varies: variants x seeds.
+GRID_KEYS = ("method.variant", "train.seed")
+
+
 class Sweep(_Frozen):
     mode: Literal["grid", "search"] = "grid"
     variants: list[Variant] = Field(default_factory=lambda: ["full"], min_length=1)
@@ -281,7 +299,8 @@ def _check_override_key(key: str, source: str) -> None:
 
 
 def _format_error(source: str, error: ValidationError) -> str:
-    first = error.errors()[0]
+    # An unknown key first: a typo also makes its intended key "missing".
+    first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"]
     if first["type"] == "extra_forbidden":

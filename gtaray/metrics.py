@@ -19,20 +19,22 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from gtaray.data.labels import IGNORE
+
 
 @overload
 def confusion_matrix(
-    pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = 255
+    pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = IGNORE
 ) -> np.ndarray: ...
 @overload
 def confusion_matrix(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE
 ) -> torch.Tensor: ...
 def confusion_matrix(
     pred: np.ndarray | torch.Tensor,
     target: np.ndarray | torch.Tensor,
     num_classes: int,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE,
 ) -> np.ndarray | torch.Tensor:
     """int64 num_classes x num_classes counts; numpy in -> numpy out, tensor in -> tensor out."""
     if num_classes < 1:

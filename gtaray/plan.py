@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from gtaray.config import Experiment
+from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
 from gtaray.preflight import check_resources, local_nodes, placeable_workers
 
 BENCH_FILE = "bench.json"  # written by `gtaray bench` into results.dir
@@ -27,25 +28,14 @@ class Plan:
     total_iterations: int
 
 
-def trial_updates(params: dict[str, Any]) -> dict[str, Any]:
-    """Tune's flat trial config -> dotted experiment overrides."""
-    keys = {
-        "variant": "method.variant",
-        "seed": "train.seed",
-        "alpha": "method.alpha",
-        "beta": "method.beta",
-        "lr_f": "optim.lr_f",
-        "lr_gd": "optim.lr_gd",
-    }
-    return {keys[k]: v for k, v in params.items() if k in keys}
-
-
 def plan(exp: Experiment, nodes: list[dict[str, float]] | None = None) -> Plan:
     """Trials, resources per trial and how many fit at once on the nodes (default: this
     machine as a one-node cluster)."""
     sweep, scaling = exp.sweep, exp.scaling
     if sweep.mode == "grid":
-        trials = [{"variant": v, "seed": s} for v in sweep.variants for s in sweep.seeds]
+        trials = [
+            dict(zip(GRID_KEYS, vs, strict=True)) for vs in product(sweep.variants, sweep.seeds)
+        ]
     else:
         trials = [{"sample": i} for i in range(sweep.num_samples)]
     cpus = scaling.num_workers * scaling.cpus_per_worker
@@ -75,7 +65,7 @@ def estimate_seconds(exp: Experiment, p: Plan) -> tuple[float, float] | None:
     overhead = float(bench.get("trial_overhead_s", 0.0))
     per_trial = []
     for t in p.trials:
-        variant = t.get("variant", exp.method.variant)
+        variant = t.get("method.variant", exp.method.variant)
         rate = rates.get(variant) or (sum(rates.values()) / len(rates) if rates else None)
         if not rate:
             return None
@@ -86,26 +76,25 @@ def estimate_seconds(exp: Experiment, p: Plan) -> tuple[float, float] | None:
 
 def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
     """Print the plan; ConfigError if this machine cannot run one trial."""
-    check_resources(exp, local_nodes())
+    check_resources(exp, local_nodes(), where="this machine")
     console = console or Console()
     p = plan(exp)
     s = exp.sweep
     table = Table(title=f"{exp.name}: {len(p.trials)} trials ({s.mode})")
     if s.mode == "grid":
         table.add_column("trial", justify="right")
-        table.add_column("variant")
-        table.add_column("seed", justify="right")
+        for key in GRID_KEYS:
+            table.add_column(key)
         for i, t in enumerate(p.trials):
-            table.add_row(str(i), t["variant"], str(t["seed"]))
+            table.add_row(str(i), *(str(t[key]) for key in GRID_KEYS))
     else:
         table.add_column("parameter")
         table.add_column("sampled from")
-        for name in ("lr_f", "lr_gd", "alpha", "beta"):
-            bounds = getattr(s.space, name)
-            if bounds is not None:
-                table.add_row(name, f"log-uniform [{bounds.low:g}, {bounds.high:g}]")
-        if s.space.variant:
-            table.add_row("variant", "one of " + ", ".join(s.space.variant))
+        for name, value in s.space:
+            if isinstance(value, LogUniform):
+                table.add_row(field_path(name), f"log-uniform [{value.low:g}, {value.high:g}]")
+            elif value is not None:
+                table.add_row(field_path(name), "one of " + ", ".join(map(str, value)))
         table.add_row("sampler", f"Optuna TPE, seed {exp.train.seed}, {s.num_samples} samples")
         if s.scheduler == "asha":
             table.add_row(

@@ -4,6 +4,7 @@ bad input is one line naming the file and key or path, and nothing is written ye
     check_start(exp, resume)        # an existing experiment folder: refuse, or may it resume?
     check_inputs(exp)               # the datasets and pretrained weights the trials will read
     check_resources(exp, nodes)     # can the cluster place one trial's workers at all?
+    check_local_resources(exp)      # the same for this machine, when no RAY_ADDRESS is set
 
 Only `check_inputs` imports torch (to open the data); none of them imports Ray.
 """
@@ -76,12 +77,16 @@ def check_start(exp: Experiment, resume: bool) -> bool:
 
 
 def check_inputs(exp: Experiment) -> None:
-    """Open every split once and find the pretrained weights, so that missing or broken input
-    fails in one line before Ray starts, not as one failed row per trial."""
+    """Open every split and read its first sample, and find the pretrained weights, so that
+    missing or broken input fails in one line before Ray starts, not as one failed row per
+    trial. (`gtaray data check` decodes every file.)"""
+    from dataclasses import astuple
+
     from gtaray.data.splits import make_splits
     from gtaray.models.pretrained import PretrainedWeightsError, find_weights
 
-    make_splits(exp)
+    for split in astuple(make_splits(exp), tuple_factory=list):
+        split[0]
     if exp.model.pretrained:
         try:
             find_weights(exp.model.pretrained)
@@ -110,12 +115,23 @@ def placeable_workers(exp: Experiment, nodes: list[dict[str, float]]) -> int:
     return total
 
 
-def check_resources(exp: Experiment, nodes: list[dict[str, float]]) -> None:
-    """Refuse a trial the cluster can never place (Ray would wait for it forever)."""
+def check_local_resources(exp: Experiment) -> None:
+    """Without RAY_ADDRESS the trials run on this machine: refuse what it cannot hold before
+    Ray starts (the cluster's own resources are checked again once Ray is up)."""
+    if not os.environ.get("RAY_ADDRESS"):
+        check_resources(exp, local_nodes(), where="this machine")
+
+
+def check_resources(
+    exp: Experiment, nodes: list[dict[str, float]], where: str = "the Ray cluster"
+) -> None:
+    """Refuse a trial the nodes can never place (Ray would wait for it forever)."""
     s = exp.scaling
     cpus = sum(n.get("CPU", 0.0) for n in nodes)
     gpus = sum(n.get("GPU", 0.0) for n in nodes)
-    have = f"the cluster has {cpus:g} CPUs and {gpus:g} GPUs on {len(nodes)} node(s)"
+    have = f"{where} has {cpus:g} CPUs and {gpus:g} GPUs"
+    if len(nodes) > 1:
+        have += f" on {len(nodes)} nodes"
     if s.use_gpu and gpus == 0:
         raise ConfigError(f"scaling.use_gpu: true, but {have}")
     placeable = placeable_workers(exp, nodes)

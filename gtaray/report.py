@@ -14,10 +14,6 @@ from rich.table import Table
 
 from gtaray.config import VARIANTS
 
-# Paper order: bounds around the method and its ablations.
-VARIANT_ORDER = ("source_only", "feature_d", "within_domain", "no_aux", "full", "target_oracle")
-assert set(VARIANT_ORDER) == set(VARIANTS)
-
 
 def summarise(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per (experiment, variant): trial counts by status, mean/std mIoU and class IoUs."""
@@ -44,7 +40,7 @@ def summarise(trials: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    order = {v: i for i, v in enumerate(VARIANTS)}
     table["_order"] = table["variant"].map(order)
     return table.sort_values(["experiment", "_order"]).drop(columns="_order").reset_index(drop=True)
 
@@ -117,7 +113,7 @@ def plot_curves(curves: pd.DataFrame, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    colours = {v: f"C{i}" for i, v in enumerate(VARIANT_ORDER)}
+    colours = {v: f"C{i}" for i, v in enumerate(VARIANTS)}
     for (variant, _trial), group in curves.groupby(["variant", "trial_id"]):
         ax.plot(
             group["iteration"],

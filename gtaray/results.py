@@ -10,6 +10,7 @@ sees half a file and a trial that re-runs replaces its own file. Readers skip te
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -18,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from gtaray.config import Experiment
 
 STATUSES = ("completed", "diverged", "pruned", "failed")
 
@@ -96,6 +99,60 @@ def write_atomic(table: pa.Table, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def trial_row(
+    exp: Experiment, trial_id: str, last: dict, classes: list[str], error: str | None
+) -> dict:
+    """A trial's row but for where and when it ran: its experiment's settings, its last
+    reported metrics, its status (from those), and the error that failed it, if any."""
+
+    def metric(key: str) -> float:
+        value = last.get(key)
+        return float(value) if isinstance(value, int | float) else math.nan
+
+    row = {
+        "experiment": exp.name,
+        "trial_id": trial_id,
+        "variant": exp.method.variant,
+        "seed": exp.train.seed,
+        "lr_f": exp.optim.lr_f,
+        "lr_gd": exp.optim.lr_gd,
+        "alpha": exp.method.alpha,
+        "beta": exp.method.beta,
+        "adv_g": exp.method.adv_g,
+        "aux_g": exp.method.aux_g,
+        "l1": exp.method.l1,
+        "reduction": exp.method.reduction,
+        "width": exp.model.width,
+        "gd_width": exp.model.gd,
+        "image_width": exp.data.width,
+        "image_height": exp.data.height,
+        "batch_size": exp.train.batch_size,
+        "iterations_planned": exp.train.iterations,
+        "iterations_done": int(last.get("iteration", 0) or 0),
+        "target_miou": metric("target_miou"),
+        "best_target_miou": metric("best_target_miou"),
+        "target_val_miou": metric("target_val_miou"),
+        "source_val_miou": metric("source_val_miou"),
+        "selection_metric": exp.sweep.metric,
+        "iters_per_second": metric("iters_per_second"),
+        "workers": exp.scaling.num_workers,
+        "device": exp.scaling.device,
+        "config_hash": exp.config_hash(),
+    }
+    for name in classes:
+        row[iou_column(name)] = metric(iou_column(name))
+    if error is not None:
+        row["status"] = "failed"
+    elif last.get("diverged"):
+        row["status"] = "diverged"
+    elif row["iterations_done"] >= exp.train.iterations:
+        row["status"] = "completed"
+    else:
+        row["status"] = "pruned"  # stopped early by the scheduler
+    row["error"] = error
+    return row
 
 
 def write_trial(row: dict, class_names: list[str], results_dir: Path) -> Path:

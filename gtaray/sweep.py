@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,17 +24,17 @@ import ray.tune
 from ray import tune
 from rich.console import Console
 
-from gtaray.config import Experiment
+from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
 from gtaray.data.splits import class_names
-from gtaray.plan import plan, trial_updates
+from gtaray.plan import plan
 from gtaray.preflight import SNAPSHOT, check_start, experiment_dir
 from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
 from gtaray.results import (
-    iou_column,
     load_curve,
     load_trials,
     trial_path,
+    trial_row,
     write_curve,
     write_trial,
 )
@@ -46,16 +45,17 @@ ALREADY_RECORDED = "already_recorded"
 
 
 def param_space(exp: Experiment) -> dict[str, Any]:
+    """Tune's search space, keyed by the experiment keys it sets (`optim.lr_f`)."""
     sweep = exp.sweep
     if sweep.mode == "grid":
-        return {"variant": tune.grid_search(sweep.variants), "seed": tune.grid_search(sweep.seeds)}
+        variant, seed = GRID_KEYS
+        return {variant: tune.grid_search(sweep.variants), seed: tune.grid_search(sweep.seeds)}
     space: dict[str, Any] = {}
-    for name in ("lr_f", "lr_gd", "alpha", "beta"):
-        bounds = getattr(sweep.space, name)
-        if bounds is not None:
-            space[name] = tune.loguniform(bounds.low, bounds.high)
-    if sweep.space.variant:
-        space["variant"] = tune.choice(sweep.space.variant)
+    for name, value in sweep.space:
+        if isinstance(value, LogUniform):
+            space[field_path(name)] = tune.loguniform(value.low, value.high)
+        elif value is not None:
+            space[field_path(name)] = tune.choice(value)
     return space
 
 
@@ -108,7 +108,7 @@ class ResultsWriter(tune.Callback):
         self._write(trial, error=error_message(trial))
 
     def _trial_exp(self, trial) -> Experiment:
-        return self.exp.with_updates(trial_updates(trial.config))
+        return self.exp.with_updates(trial.config)
 
     def _write(self, trial, error: str | None) -> None:
         exp = self._trial_exp(trial)
@@ -117,26 +117,16 @@ class ResultsWriter(tune.Callback):
             if self.progress:
                 self.progress.trial_skipped()
             return
-        row = summary_row(exp, trial.trial_id, last, self.classes)
-        if error is not None:
-            status = "failed"
-        elif last.get("diverged"):
-            status = "diverged"
-        elif row["iterations_done"] >= exp.train.iterations:
-            status = "completed"
-        else:
-            status = "pruned"
         end = datetime.now(UTC)
-        start = self.started.get(trial.trial_id, end)
+        row = trial_row(exp, trial.trial_id, last, self.classes, error=error)
         row |= self.provenance | {
-            "status": status,
             "node_id": str(last.get("node_ip", "")),
-            "start_time": start,
+            "start_time": self.started.get(trial.trial_id, end),
             "end_time": end,
-            "wall_seconds": (end - start).total_seconds(),
-            "error": error,
+            "wall_seconds": (end - self.started.get(trial.trial_id, end)).total_seconds(),
         }
         write_trial(row, self.classes, self.out)
+        status = row["status"]
         if self.progress:
             self.progress.trial_finished(status)
 
@@ -157,48 +147,6 @@ def error_message(trial, max_chars: int = 1000) -> str:
     return message[:max_chars]
 
 
-def summary_row(exp: Experiment, trial_id: str, last: dict, classes) -> dict:
-    """The experiment-defined columns of a trial row plus its last reported metrics."""
-
-    def metric(key: str) -> float:
-        value = last.get(key)
-        return float(value) if isinstance(value, int | float) else math.nan
-
-    row = {
-        "experiment": exp.name,
-        "trial_id": trial_id,
-        "variant": exp.method.variant,
-        "seed": exp.train.seed,
-        "lr_f": exp.optim.lr_f,
-        "lr_gd": exp.optim.lr_gd,
-        "alpha": exp.method.alpha,
-        "beta": exp.method.beta,
-        "adv_g": exp.method.adv_g,
-        "aux_g": exp.method.aux_g,
-        "l1": exp.method.l1,
-        "reduction": exp.method.reduction,
-        "width": exp.model.width,
-        "gd_width": exp.model.gd,
-        "image_width": exp.data.width,
-        "image_height": exp.data.height,
-        "batch_size": exp.train.batch_size,
-        "iterations_planned": exp.train.iterations,
-        "iterations_done": int(last.get("iteration", 0) or 0),
-        "target_miou": metric("target_miou"),
-        "best_target_miou": metric("best_target_miou"),
-        "target_val_miou": metric("target_val_miou"),
-        "source_val_miou": metric("source_val_miou"),
-        "selection_metric": exp.sweep.metric,
-        "iters_per_second": metric("iters_per_second"),
-        "workers": exp.scaling.num_workers,
-        "device": exp.scaling.device,
-        "config_hash": exp.config_hash(),
-    }
-    for name in classes:
-        row[iou_column(name)] = metric(iou_column(name))
-    return row
-
-
 def trial_driver(
     config: dict[str, Any],
     base: dict[str, Any],
@@ -207,7 +155,7 @@ def trial_driver(
     step_hook: StepHook | None = None,
 ) -> None:
     """One Tune trial: a TorchTrainer over the experiment with this trial's parameters."""
-    exp = Experiment.model_validate(base).with_updates(trial_updates(config))
+    exp = Experiment.model_validate(base).with_updates(config)
     trial_id = ray.tune.get_context().get_trial_id()
     recorded = trial_path(Path(out), exp.name, trial_id)
     row = pd.read_parquet(recorded).iloc[0] if recorded.exists() else None

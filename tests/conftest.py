@@ -40,3 +40,28 @@ def run_cli(
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+def no_ray_env(tmp_path: Path) -> tuple[Path, dict]:
+    """Point Ray's temp dir somewhere empty, so a Ray start would leave a session folder."""
+    ray_tmp = tmp_path / "raytmp"
+    ray_tmp.mkdir()
+    return ray_tmp, {"RAY_TMPDIR": str(ray_tmp), "RAY_ADDRESS": ""}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit status 2 and one line on stderr that contains every fragment."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability suite's counts (bad configs, bad data files, faults, rows lost)."""
+    from tests.reliability.tally import line
+
+    if line():
+        terminalreporter.write_line(line())

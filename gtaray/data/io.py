@@ -29,14 +29,11 @@ from torchvision.io import ImageReadMode  # importing torchvision.io loads its l
 
 from gtaray.data.labels import encode
 from gtaray.data.transforms import to_sample
+from gtaray.errors import DataError
 
 log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-class DataError(ValueError):
-    """A dataset file or directory is missing, unreadable or inconsistent (message has the path)."""
 
 
 def _fail(path: Path | str, what: str, err: BaseException) -> DataError:

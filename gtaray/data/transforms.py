@@ -13,7 +13,6 @@ import torch
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-IGNORE_INDEX = 255
 
 
 def normalise(rgb: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from gtaray.data.transforms import IGNORE_INDEX
+from gtaray.data.labels import IGNORE
 
 SRC_REAL, SRC_FAKE, TGT_REAL, TGT_FAKE = 0, 1, 2, 3
 # FeatureD's 2-way head.
@@ -28,9 +28,9 @@ Reduction = Literal["sum", "mean"]
 
 def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: Reduction):
     if reduction == "sum":
-        total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
+        total = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
         return total / logits.shape[0]
-    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits, target, ignore_index=IGNORE)
 
 
 def segmentation(
@@ -62,7 +62,7 @@ def auxiliary(
     A patch made only of ignore pixels contributes nothing; an all-ignore batch gives 0, not NaN.
     """
     small = patch_labels(labels, logits.shape[2:])
-    if bool((small == IGNORE_INDEX).all()):
+    if bool((small == IGNORE).all()):
         return logits.sum() * 0.0
     return _cross_entropy(logits, small, reduction)
 

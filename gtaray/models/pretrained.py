@@ -14,16 +14,13 @@ from pathlib import Path
 
 import torch
 
+from gtaray.errors import PretrainedWeightsError
 from gtaray.models.embedding import Embedding
 
 VGG16_FILE = "vgg16-397923af.pth"
 VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
 # torchvision's fully connected fc6 / fc7 become F's 7x7 and 1x1 convolutions.
 FC_KEYS = {"fc6": "classifier.0", "fc7": "classifier.3"}
-
-
-class PretrainedWeightsError(FileNotFoundError):
-    """The pretrained weights file is not on disk (they are never downloaded)."""
 
 
 def resolve_source(source: str) -> Path:

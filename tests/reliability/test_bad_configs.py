@@ -1,0 +1,155 @@
+"""Invalid experiment files, overrides and results folders, as a hostile user would write them:
+each is one line on stderr naming the file and the key (or path), exit status 2, no Ray session
+started and nothing written anywhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_one_line_error, no_ray_env, run_cli
+from tests.reliability.tally import count
+
+NAME = "name: t\n"
+Setup = Callable[[Path], None]
+
+
+def _results_dir_is_a_file(out: Path) -> None:
+    out.write_text("not a folder")
+
+
+def _snapshot(text: str) -> Setup:
+    def setup(out: Path) -> None:
+        (out / "t").mkdir(parents=True)
+        (out / "t" / "experiment.json").write_text(text)
+
+    return setup
+
+
+def _existing(out: Path) -> None:
+    (out / "t" / "trials").mkdir(parents=True)
+
+
+# (id, file body, extra arguments, fragments of the one error line, setup of the results dir)
+CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
+    # values out of range or of the wrong type
+    ("negative lr", NAME + "optim: {lr_f: -1}\n", [], ["optim.lr_f", "> 0"], None),
+    ("infinite lr", NAME + "optim: {lr_f: 1e400}\n", [], ["optim.lr_f", "finite"], None),
+    ("nan alpha", NAME, ["-o", "method.alpha=.nan"], ["method.alpha", "finite"], None),
+    ("unknown variant", NAME + "method: {variant: magic}\n", [], ["method.variant"], None),
+    ("zero workers", NAME + "scaling: {num_workers: 0}\n", [], ["scaling.num_workers"], None),
+    ("dropout 1", NAME + "model: {dropout: 1.0}\n", [], ["model.dropout", "< 1"], None),
+    ("width not /32", NAME + "data: {width: 100}\n", [], ["data.width", "multiple of 32"], None),
+    ("num_classes 7", NAME + "data: {num_classes: 7}\n", [], ["data.num_classes"], None),
+    ("precision fp16", NAME + "train: {precision: fp16}\n", [], ["train.precision"], None),
+    ("one beta", NAME + "optim: {betas_f: [0.9]}\n", [], ["optim.betas_f"], None),
+    ("eval > iters", NAME + "train: {iterations: 5, eval_every: 9}\n", [], ["eval_every"], None),
+    ("huge seed", NAME + "train: {seed: 100000000000000000000}\n", [], ["train.seed"], None),
+    ("negative seed", NAME + "sweep: {seeds: [0, -1]}\n", [], ["sweep.seeds.1"], None),
+    # the test split never selects
+    ("test metric", NAME + "sweep: {metric: target_test_miou}\n", [], ["sweep.metric"], None),
+    # a list that names the same trial twice
+    ("seed twice", NAME + "sweep: {seeds: [0, 1, 0]}\n", [], ["sweep.seeds", "than once: 0"], None),
+    (
+        "variant twice",
+        NAME + "sweep: {variants: [full, full]}\n",
+        [],
+        ["sweep.variants", "more than once: full"],
+        None,
+    ),
+    ("search no space", NAME + "sweep: {mode: search}\n", [], ["sweep.space"], None),
+    (
+        "low >= high",
+        NAME + "sweep: {mode: search, space: {lr_f: {low: 1, high: 1}}}\n",
+        [],
+        ["sweep.space.lr_f", "low must be < high"],
+        None,
+    ),
+    # keys: unknown, dead, given twice
+    ("typo key", "nmae: t\n", [], ["nmae", "unknown key"], None),
+    ("dead key", NAME + "train: {checkpoint_every: 5}\n", [], ["train.checkpoint_every"], None),
+    ("unknown override", NAME, ["-o", "train.nope=3"], ["train.nope", "unknown key"], None),
+    ("bare override", NAME, ["-o", "oops"], ["oops", "key.path=value"], None),
+    ("key twice", NAME + "optim:\n  lr_f: 1\n  lr_f: 2\n", [], ["line 4", "'lr_f'"], None),
+    ("name twice", NAME + "name: u\n", [], ["duplicate key 'name'"], None),
+    # names that would escape or be the results folder
+    ("name ..", "name: '..'\n", [], ["name", "pattern"], None),
+    ("name .", "name: '.'\n", [], ["name", "pattern"], None),
+    ("name with /", "name: a/b\n", [], ["name", "pattern"], None),
+    ("no name", "data: {width: 64}\n", [], ["name", "required"], None),
+    # files that are not a YAML mapping in UTF-8
+    ("empty file", "", [], ["name", "required"], None),
+    ("top-level list", "- name: t\n", [], ["top level must be a mapping"], None),
+    ("malformed", "name: [t\n", [], ["malformed YAML"], None),
+    ("binary", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", [], ["not UTF-8"], None),
+    ("latin-1", "name: caf\xe9\n".encode("latin-1"), [], ["not UTF-8"], None),
+    ("utf-16", "name: t\n".encode("utf-16"), [], ["not UTF-8"], None),
+    # places that are not local folders
+    ("out s3", NAME, ["--out", "s3://bucket/res"], ["--out", "s3://bucket/res", "URIs"], None),
+    ("dir gs", NAME + "results: {dir: 'gs://b/r'}\n", [], ["results.dir", "URIs"], None),
+    ("root s3", NAME, ["-o", "data.root=s3://b/d"], ["data.root", "URIs"], None),
+    # pretrained weights, found before any trial starts
+    ("thin vgg", NAME + "model: {width: 0.5, pretrained: imagenet}\n", [], ["width 1.0"], None),
+    (
+        "no weights file",
+        NAME + "model: {pretrained: /nonexistent/vgg16.pth}\n",
+        [],
+        ["model.pretrained", "/nonexistent/vgg16.pth", "never downloads"],
+        None,
+    ),
+    # resources this machine can never give one trial (Ray would wait for them forever)
+    ("gpu here", NAME, ["-o", "scaling.use_gpu=true"], ["scaling.use_gpu", "0 GPUs"], None),
+    ("64 workers", NAME, ["-o", "scaling.num_workers=64"], ["scaling.num_workers", "64"], None),
+    ("fat worker", NAME, ["-o", "scaling.cpus_per_worker=512"], ["scaling.cpus_per_worker"], None),
+    # results folders that cannot be used
+    ("out is a file", NAME, [], ["results.dir", "is a file"], _results_dir_is_a_file),
+    ("exists", NAME, [], ["already exists", "--resume"], _existing),
+    ("corrupt snapshot", NAME, ["--resume"], ["experiment.json", "unreadable"], _snapshot("{x")),
+    ("foreign snapshot", NAME, ["--resume"], ["experiment.json", "config_hash"], _snapshot("[]")),
+    (
+        "changed config",
+        NAME,
+        ["--resume"],
+        ["experiment.json", "config changed"],
+        _snapshot(json.dumps({"config_hash": "0123456789ab"})),
+    ),
+]
+
+
+def _tree(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize(
+    ("body", "args", "fragments", "setup"),
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
+)
+def test_bad_input_is_one_line_before_ray_and_writes_nothing(
+    tmp_path, body, args, fragments, setup
+):
+    path = tmp_path / "bad.yaml"
+    if isinstance(body, bytes):
+        path.write_bytes(body)
+    else:
+        path.write_text(body)
+    out = tmp_path / "out"
+    if setup is not None:
+        setup(out)
+    ray_tmp, env = no_ray_env(tmp_path)
+    before = _tree(tmp_path)
+    result = run_cli("sweep", str(path), "--out", str(out), *args, env=env)
+    # Errors about the file's content name the file; those about --out or an existing
+    # experiment folder name that path instead.
+    if "--out" not in args and setup in (None, _results_dir_is_a_file):
+        fragments = ["bad.yaml", *fragments]
+    assert_one_line_error(result, *fragments)
+    assert list(ray_tmp.iterdir()) == []  # no Ray session was started
+    assert _tree(tmp_path) == before  # nothing written or touched, inside or outside out/
+    count("bad configs")
+
+
+def test_at_least_30_bad_inputs_are_covered():
+    assert len(CASES) >= 30
