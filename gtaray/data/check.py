@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from gtaray.data import cityscapes, gta5, synthia
@@ -72,15 +73,23 @@ class CheckReport:
         return out
 
 
-def _decode(pair: tuple[Path, Path]) -> tuple[list[str], list[str], bool]:
+def _decode(
+    pair: tuple[Path, Path], label_bits: int | None = None
+) -> tuple[list[str], list[str], bool]:
     """(unreadable paths, error messages, sizes differ) for one image/label pair."""
     bad, msgs, shapes = [], [], []
     for path, reader in ((pair[0], read_rgb), (pair[1], read_label)):
         try:
-            shapes.append(reader(path).shape[:2])
+            array = reader(path)
         except DataError as err:
             bad.append(str(path))
             msgs.append(str(err))
+            continue
+        shapes.append(array.shape[:2])
+        bits = array.dtype.itemsize * 8
+        if reader is read_label and label_bits is not None and bits != label_bits:
+            bad.append(str(path))
+            msgs.append(f"label {path} is {bits}-bit; expected {label_bits}-bit")
     return bad, msgs, len(shapes) == 2 and shapes[0] != shapes[1]
 
 
@@ -110,7 +119,9 @@ def check_dataset(root: Path | str, dataset: str, workers: int | None = None) ->
 
     workers = workers or min(8, (os.cpu_count() or 1) + 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for (_, label), (bad, msgs, differ) in zip(pairs, pool.map(_decode, pairs), strict=True):
+        for (_, label), (bad, msgs, differ) in zip(
+            pairs, pool.map(partial(_decode, label_bits=cls.label_bits), pairs), strict=True
+        ):
             report.unreadable.extend(bad)
             report.errors.extend(msgs)
             if differ:

@@ -165,6 +165,9 @@ class PairDataset(Dataset):
 
     dataset: str = ""
     resize_mismatched_labels: bool = False
+    # Label files must have this many bits per sample (None: 8 or 16): an 8-bit SYNTHIA label
+    # is a conversion that clipped class ids, not the release's file.
+    label_bits: int | None = None
 
     def __init__(
         self,
@@ -200,6 +203,11 @@ class PairDataset(Dataset):
         img_path, lab_path = self.paths(index)
         image = read_rgb(img_path)
         raw = read_label(lab_path)
+        if self.label_bits is not None and raw.dtype.itemsize * 8 != self.label_bits:
+            raise DataError(
+                f"label {lab_path} is {raw.dtype.itemsize * 8}-bit; {self.dataset} labels are "
+                f"{self.label_bits}-bit PNGs"
+            )
         if raw.shape != image.shape[:2]:
             if not self.resize_mismatched_labels:
                 raise DataError(

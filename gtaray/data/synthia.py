@@ -36,6 +36,7 @@ class Synthia(PairDataset):
     """SYNTHIA-RAND-CITYSCAPES frames, SYNTHIA ids encoded to `num_classes` train ids."""
 
     dataset = "synthia"
+    label_bits = 16
 
     def __init__(
         self,
