@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from gtaray.config import ConfigError, Experiment, load_experiment
-from gtaray.errors import USER_ERRORS
+from gtaray.errors import USER_ERRORS, ResultsWriteError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
@@ -116,7 +116,15 @@ def sweep(
         check_inputs(exp)
         from gtaray.sweep import run_sweep
 
-        outcome = run_sweep(exp, resume=resume)
+        try:
+            outcome = run_sweep(exp, resume=resume)
+        except ResultsWriteError as e:
+            typer.echo(
+                f"gtaray: error: {e}; rows written before are intact. "
+                f"When the folder is writable again: {again}",
+                err=True,
+            )
+            raise typer.Exit(1) from None
     typer.echo(f"results: {outcome.folder}")
     if outcome.unfinished:
         _interrupted(again, f"{outcome.unfinished} trial(s) unfinished")

@@ -16,4 +16,9 @@ class PretrainedWeightsError(FileNotFoundError):
     """The pretrained weights file is not on disk (they are never downloaded)."""
 
 
+class ResultsWriteError(OSError):
+    """A result file could not be written (disk full, read-only, a file where a folder should
+    be). Files written before stay whole: every write is atomic."""
+
+
 USER_ERRORS = (ConfigError, DataError, PretrainedWeightsError)

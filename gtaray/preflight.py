@@ -19,6 +19,7 @@ from pathlib import Path
 from gtaray.config import ConfigError, Experiment
 
 SNAPSHOT = "experiment.json"  # the config an experiment folder was started with
+RESULT_FOLDERS = ("trials", "curves", "train", "tune")  # inside an experiment folder
 
 
 def experiment_dir(exp: Experiment) -> Path:
@@ -63,8 +64,9 @@ def check_start(exp: Experiment, resume: bool) -> bool:
                 "or choose another --out / name"
             )
         return False
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{folder}: is a file, not an experiment folder")
+    for path in (folder, *(folder / sub for sub in RESULT_FOLDERS)):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{path}: is a file where gtaray keeps a folder")
     snapshot = read_snapshot(folder)
     if snapshot is None:
         return False

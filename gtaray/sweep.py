@@ -26,11 +26,13 @@ from rich.console import Console
 
 from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
 from gtaray.data.splits import class_names
+from gtaray.errors import ResultsWriteError
 from gtaray.plan import plan
 from gtaray.preflight import SNAPSHOT, check_start, experiment_dir
 from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
 from gtaray.results import (
+    curve_path,
     load_curve,
     load_trials,
     trial_path,
@@ -97,7 +99,8 @@ class ResultsWriter(tune.Callback):
             self.curves[trial.trial_id] = load_curve(self.out, self.exp.name, trial.trial_id)
         curve = self.curves[trial.trial_id]
         curve[:] = [r for r in curve if r["iteration"] < row["iteration"]] + [row]
-        write_curve(curve, self.out, self.exp.name, trial.trial_id)
+        with _writing(curve_path(self.out, self.exp.name, trial.trial_id)):
+            write_curve(curve, self.out, self.exp.name, trial.trial_id)
         if self.progress:
             self.progress.trial_result(result.get(self.exp.sweep.metric))
 
@@ -125,26 +128,49 @@ class ResultsWriter(tune.Callback):
             "end_time": end,
             "wall_seconds": (end - self.started.get(trial.trial_id, end)).total_seconds(),
         }
-        write_trial(row, self.classes, self.out)
+        with _writing(trial_path(self.out, exp.name, trial.trial_id)):
+            write_trial(row, self.classes, self.out)
         status = row["status"]
         if self.progress:
             self.progress.trial_finished(status)
 
 
-_EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b.*")
+@contextlib.contextmanager
+def _writing(path: Path):
+    """An OSError while writing results stops the sweep as a ResultsWriteError (raised out of
+    Tune's callback loop), named by the file it could not write."""
+    try:
+        yield
+    except OSError as e:
+        raise ResultsWriteError(f"cannot write {path}: {e.strerror or e}") from e
 
 
-def error_message(trial, max_chars: int = 1000) -> str:
-    """What went wrong in a failed trial, in a few lines: the exception lines of Tune's error
-    file (the innermost last), not the file's path."""
+def _results_write_error(error: BaseException) -> ResultsWriteError | None:
+    """The ResultsWriteError behind an exception from Tune, if any."""
+    while error is not None:
+        if isinstance(error, ResultsWriteError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+_EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b(\(\w+\))?:")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_message(trial, max_lines: int = 4, max_chars: int = 1000) -> str:
+    """What failed a trial, in a few lines: the innermost exception of Tune's error file and
+    the lines that follow it (Ray Train puts the worker's own error there), not the path."""
     text = ""
     if trial.error_file:
         with contextlib.suppress(OSError):
             text = Path(trial.error_file).read_text(errors="replace")
-    lines = [ln.strip() for ln in text.splitlines() if _EXCEPTION_LINE.match(ln.strip())]
-    unique = list(dict.fromkeys(lines))
-    message = " | ".join(unique[-3:]) or "trial failed (no error text)"
-    return message[:max_chars]
+    lines = [_ANSI.sub("", ln).strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("File ", "Traceback", "^", "~"))]
+    starts = [i for i, ln in enumerate(lines) if _EXCEPTION_LINE.match(ln)]
+    if not starts:
+        return (" | ".join(lines[-max_lines:]) or "trial failed (no error text)")[:max_chars]
+    return " | ".join(lines[starts[-1] : starts[-1] + max_lines])[:max_chars]
 
 
 def trial_driver(
@@ -239,8 +265,14 @@ def run_sweep(
     snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
     (folder / SNAPSHOT).write_text(json.dumps(snapshot, indent=2))
 
-    with output_to_log(folder / "sweep.log") as terminal:
-        _run_tuner(exp, folder, restorable, terminal if show_progress else None, step_hook)
+    try:
+        with output_to_log(folder / "sweep.log") as terminal:
+            _run_tuner(exp, folder, restorable, terminal if show_progress else None, step_hook)
+    except Exception as e:
+        cause = _results_write_error(e)
+        if cause is None:
+            raise
+        raise cause from None
     return SweepOutcome.read(exp)
 
 

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pandas as pd
 import pytest
 
 from gtaray.config import load_experiment
 from gtaray.sweep import run_sweep
-from tests.conftest import EXPERIMENTS, ROOT, run_cli
+from tests.conftest import EXPERIMENTS
 
 pytestmark = pytest.mark.ray
 
@@ -67,52 +60,6 @@ def test_diverging_trial_is_a_row_and_the_sweep_goes_on(tmp_path, ray_address):
     assert sorted(rows["variant"]) == ["source_only", "target_oracle"]
     assert (rows["status"] == "diverged").all()
     assert rows["target_miou"].isna().all()
-
-
-def digest(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def test_resume_after_kill_finishes_without_rerunning(tmp_path, ray_address):
-    out = tmp_path / "results"
-    sweep = [
-        "sweep",
-        str(EXPERIMENTS / "smoke.yaml"),
-        "--out",
-        str(out),
-        "-o",
-        "sweep.max_concurrent=1",
-    ]
-    args = [sys.executable, "-m", "gtaray", *sweep]
-    env = {**os.environ, "RAY_ADDRESS": ray_address}
-    driver = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    folder = out / "smoke" / "trials"
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(folder.glob("*.parquet")):
-        time.sleep(0.2)
-    first = list(folder.glob("*.parquet"))
-    assert len(first) == 1, "no trial finished in time"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    before = {p.name: (digest(p), p.stat().st_mtime_ns) for p in folder.glob("*.parquet")}
-
-    refused = run_cli(*sweep, env={"RAY_ADDRESS": ray_address})
-    assert refused.returncode == 2 and "--resume" in refused.stderr
-
-    resumed = run_cli(*sweep, "--resume", env={"RAY_ADDRESS": ray_address})
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    rows = trials(out, "smoke")
-    assert len(rows) == 4 and rows["trial_id"].is_unique
-    assert (rows["status"] == "completed").all()
-    for name, (sha, mtime) in before.items():  # finished trials were not run again
-        assert (digest(folder / name), (folder / name).stat().st_mtime_ns) == (sha, mtime)
 
 
 def test_restored_results_writer_stamps_this_runs_provenance(tmp_path):

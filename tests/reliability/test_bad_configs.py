@@ -33,6 +33,11 @@ def _existing(out: Path) -> None:
     (out / "t" / "trials").mkdir(parents=True)
 
 
+def _trials_is_a_file(out: Path) -> None:
+    (out / "t").mkdir(parents=True)
+    (out / "t" / "trials").write_text("not a folder")
+
+
 # (id, file body, extra arguments, fragments of the one error line, setup of the results dir)
 CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
     # values out of range or of the wrong type
@@ -107,6 +112,7 @@ CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
     # results folders that cannot be used
     ("out is a file", NAME, [], ["results.dir", "is a file"], _results_dir_is_a_file),
     ("exists", NAME, [], ["already exists", "--resume"], _existing),
+    ("trials a file", NAME, ["--resume"], ["t/trials", "is a file"], _trials_is_a_file),
     ("corrupt snapshot", NAME, ["--resume"], ["experiment.json", "unreadable"], _snapshot("{x")),
     ("foreign snapshot", NAME, ["--resume"], ["experiment.json", "config_hash"], _snapshot("[]")),
     (
