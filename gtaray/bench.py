@@ -1,4 +1,4 @@
-"""`gtaray bench`: the speed figures the issues ask for, measured on this machine.
+"""`gtaray bench`: the speed figures the README reports, measured on this machine.
 
     gtaray bench                       # all sections, results/bench.json for --dry-run estimates
     gtaray bench --only step,data      # just train_step and the synthetic data

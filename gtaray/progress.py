@@ -29,7 +29,15 @@ class SweepProgress:
         self.statuses: dict[str, int] = {"done before": already_done} if already_done else {}
         self.best = math.nan
         self.t0 = time.perf_counter()
-        self.live = Live(self._render(), console=console, refresh_per_second=2)
+        # No redirection: rich would send Python's stdout/stderr (Tune's config box, its
+        # "View detailed results" and TensorBoard lines) to the terminal instead of the log.
+        self.live = Live(
+            self._render(),
+            console=console,
+            refresh_per_second=2,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
@@ -87,6 +95,8 @@ class TrialProgress:
             TimeElapsedColumn(),
             "{task.fields[info]}",
             console=console or Console(stderr=True),
+            redirect_stdout=False,  # see SweepProgress
+            redirect_stderr=False,
         )
         self.task = self.progress.add_task("train", total=iterations, info="starting workers")
         self.last_miou = math.nan

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,10 +259,16 @@ def run_sweep(
     """Run (or resume) the experiment's sweep. step_hook: see gtaray.train (tests only)."""
     restorable = check_start(exp, resume)
     folder = experiment_dir(exp)
-    init_ray()
-    wait_for_resources(exp)  # before anything is written: a refused sweep leaves no folder
+    # Before anything is written (a refused sweep leaves no folder); Ray's start-up output
+    # joins sweep.log once there is one.
+    with tempfile.TemporaryDirectory() as scratch:
+        with output_to_log(Path(scratch) / "start.log"):
+            init_ray()
+            wait_for_resources(exp)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "sweep.log", "a") as log:
+            log.write((Path(scratch) / "start.log").read_text())
     restorable = restorable and tune.Tuner.can_restore(str(folder / "tune"))
-    folder.mkdir(parents=True, exist_ok=True)
     snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
     (folder / SNAPSHOT).write_text(json.dumps(snapshot, indent=2))
 

@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
 from gtaray.results import TRIAL_COLUMNS
-from tests.conftest import EXPERIMENTS, run_cli
+from tests.conftest import EXPERIMENTS, ROOT, run_cli
 
 pytestmark = pytest.mark.ray
+
+
+def run_on_a_terminal(*args: str, env: dict) -> tuple[int, str]:
+    """`gtaray ARGS` with a pseudo-terminal as stdout and stderr: what a user's screen shows."""
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gtaray", *args],
+        stdout=child,
+        stderr=child,
+        env={**os.environ, **env},
+        cwd=ROOT,
+    )
+    os.close(child)
+    screen = bytearray()
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the process closed its side
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    return process.wait(timeout=600), screen.decode(errors="replace")
 
 
 def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_address):
     out = tmp_path / "results"
     env = {"RAY_ADDRESS": ray_address}
-    result = run_cli("sweep", str(EXPERIMENTS / "smoke.yaml"), "--out", str(out), env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    smoke = str(EXPERIMENTS / "smoke.yaml")
+    rc, screen = run_on_a_terminal("sweep", smoke, "--out", str(out), env=env)
+    assert rc == 0, screen[-3000:]
+    # Tune's own output goes to sweep.log, not to the user's terminal.
+    log = (out / "smoke" / "sweep.log").read_text()
+    for noise in ("View detailed results", "TensorBoard"):
+        assert noise in log and noise not in screen, noise
+    assert "trials 4/4 done (4 completed)" in screen
 
     files = sorted((out / "smoke" / "trials").glob("*.parquet"))
     assert len(files) == 4  # 2 variants x 2 seeds
