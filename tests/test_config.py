@@ -59,6 +59,17 @@ def test_config_hash_changes_with_content(tmp_path):
     assert a.config_hash() == load_experiment(path).config_hash() != b.config_hash()
 
 
+def test_config_hash_ignores_where_results_live(tmp_path, monkeypatch):
+    """`--out r1`, `--out /abs/r1` and a moved folder are the same experiment."""
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, GOOD)
+    hashes = {
+        load_experiment(path, [f"results.dir={out}"]).config_hash()
+        for out in ("r1", str(tmp_path / "r1"), "/elsewhere/moved")
+    }
+    assert len(hashes) == 1
+
+
 INVALID = [
     # (file body, overrides, expected fragment of the message)
     ("name: t\nnmae: x\n", [], "exp.yaml: nmae: unknown key"),

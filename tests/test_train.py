@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,12 +139,38 @@ def test_killed_worker_restarts_from_checkpoint_and_finishes(tmp_path, ray_addre
     assert result.error is None
 
 
-def test_huge_learning_rate_gives_diverged_not_an_exception(tmp_path, ray_address):
-    exp = tiny(tmp_path, "optim.lr_f=1e9", "train.iterations=6", "train.eval_every=6")
+def test_huge_learning_rate_gives_diverged_and_never_checkpoints_nan(tmp_path, ray_address):
+    # Evaluations at 1, 2, ...: finite checkpoints come before the divergence.
+    exp = tiny(tmp_path, "optim.lr_f=1e4", "train.iterations=12", "train.eval_every=1")
     metrics = run_trial(exp, name="diverge")
     assert metrics["diverged"] == 1.0
-    assert metrics["iteration"] <= 6
+    assert 1 < metrics["iteration"] < 12
     assert math.isnan(metrics["target_miou"])
+    # The run's latest checkpoint holds the last finite weights, not the NaN ones.
+    assert metrics["checkpoint_path"]
+    state = load_file(Path(metrics["checkpoint_path"]) / "state.pt")
+    assert state["iteration"] < metrics["iteration"]
+    for net in state["nets"].values():
+        assert all(torch.isfinite(t).all() for t in net.values() if t.is_floating_point())
+
+
+def test_lean_trainer_drops_only_the_datasets_callback_and_falls_back(monkeypatch):
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from gtaray.train import train_fn_per_worker
+    from gtaray.trainer import lean_trainer_class
+
+    def callbacks(cls) -> list[str]:
+        trainer = cls(train_fn_per_worker, scaling_config=ray.train.ScalingConfig(num_workers=1))
+        return [type(cb).__name__ for cb in trainer._create_default_callbacks()]
+
+    lean = lean_trainer_class()
+    assert lean is not TorchTrainer and issubclass(lean, TorchTrainer)  # in effect on Ray 2.60
+    assert callbacks(lean) == [c for c in callbacks(TorchTrainer) if c != "DatasetsCallback"]
+    # A Ray without the private class: plain TorchTrainer.
+    monkeypatch.setitem(sys.modules, "ray.train.v2._internal.callbacks.datasets", None)
+    assert lean_trainer_class() is TorchTrainer
 
 
 class Exploit:
