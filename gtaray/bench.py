@@ -22,7 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from gtaray.config import VARIANTS, Experiment, load_experiment
+from gtaray.config import VARIANTS, ConfigError, Experiment, load_experiment, scheme
 from gtaray.data.pairs import TripletStream
 from gtaray.data.splits import make_splits
 from gtaray.method import lsd
@@ -67,7 +67,8 @@ def bench_step(exp: Experiment, steps: int) -> dict[str, float]:
 
 
 def bench_trainer(exp: Experiment, steps: int, storage: Path) -> dict[str, float]:
-    from gtaray.trainer import fit_trial, init_ray
+    from gtaray.cluster import init_ray
+    from gtaray.trainer import fit_trial
 
     init_ray()
     out: dict[str, float] = {}
@@ -124,6 +125,8 @@ def run(sections: tuple[str, ...], exp: Experiment, steps: int, console: Console
         "width": exp.model.width,
         "device": exp.scaling.device,  # --dry-run uses figures of the same device only
     }
+    if scheme(exp.results.dir):
+        raise ConfigError(f"results.dir: gtaray bench writes a local folder, got {exp.results.dir}")
     folder = Path(exp.results.dir).resolve()
     if "data" in sections:
         results["synthetic_images_per_s"] = bench_data(exp)

@@ -185,7 +185,9 @@ def train(file: Path, override: Overrides = None) -> None:
 
 @app.command()
 def report(
-    folder: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
+    folder: Annotated[str, typer.Argument(help="results folder or URI (s3://, gs://, file://)")] = (
+        "results"
+    ),
     experiment: Annotated[str | None, typer.Option(help="only this experiment")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or markdown")] = "table",
     plots: Annotated[bool, typer.Option(help="also write curve plots as PNG")] = False,
@@ -193,12 +195,21 @@ def report(
     """Print paper-style tables from the Parquet results."""
     if fmt not in ("table", "csv", "markdown"):
         fail(f"--format: must be table, csv or markdown, got {fmt!r}")
-    if not folder.is_dir():
+    from gtaray.config import check_location, scheme
+
+    try:
+        check_location(folder)
+    except ValueError as e:
+        fail(str(e))
+    if scheme(folder) is None and not Path(folder).is_dir():
         fail(f"{folder}: no such results folder")
     from gtaray import report as rep
     from gtaray.results import load_curves, load_trials
 
-    trials = load_trials(folder, experiment)
+    try:
+        trials = load_trials(folder, experiment)
+    except OSError as e:
+        fail(f"{folder}: cannot read: {e}")
     if trials.empty:
         fail(
             f"{folder}: no trial results"
@@ -211,7 +222,10 @@ def report(
         for name in sorted(trials["experiment"].unique()):
             curves = load_curves(folder, name)
             if not curves.empty:
-                typer.echo(f"plot: {rep.plot_curves(curves, folder / name / 'curves.png')}")
+                # Next to the results when they are local, else in this folder.
+                local = scheme(folder) is None
+                png = Path(folder) / name / "curves.png" if local else Path(f"{name}-curves.png")
+                typer.echo(f"plot: {rep.plot_curves(curves, png)}")
 
 
 @app.command()

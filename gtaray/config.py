@@ -30,7 +30,29 @@ Betas = tuple[Beta, Beta]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# Results may live in these besides plain local paths (gtaray.storage reads and writes them).
+SCHEMES = ("s3", "gs", "file")
+OBJECT_STORES = ("s3", "gs")
+
+
+def scheme(location: str | Path) -> str | None:
+    """The URI scheme of a location ("s3"), None for a plain path."""
+    match = _URI.match(str(location))
+    return match.group(1).lower() if match else None
+
+
+def check_location(value: str) -> str:
+    """A results location gtaray can use, or ValueError naming what is supported."""
+    kind = scheme(value)
+    if kind is not None and kind not in SCHEMES:
+        raise ValueError(
+            f"unsupported URI scheme {kind}:// in {value!r}; use a local path, s3://, gs:// or "
+            "file://"
+        )
+    if kind in OBJECT_STORES and not value.split("://", 1)[1].strip("/"):
+        raise ValueError(f"{value!r} names no bucket")
+    return value
 
 
 def local_path(value: Any) -> Any:
@@ -231,8 +253,10 @@ class Sweep(_Frozen):
 
 
 class Results(_Frozen):
-    dir: Path = Path("results")
-    _dir_is_local = field_validator("dir", mode="before")(local_path)
+    # A local folder, or s3:// / gs:// / file:// (gtaray.storage).
+    dir: str = "results"
+
+    _supported = field_validator("dir")(check_location)
 
 
 class Experiment(_Frozen):

@@ -17,17 +17,19 @@ import os
 from pathlib import Path
 
 from gtaray.config import ConfigError, Experiment
+from gtaray.storage import Store
 
 SNAPSHOT = "experiment.json"  # the config an experiment folder was started with
 RESULT_FOLDERS = ("trials", "curves", "train", "tune")  # inside an experiment folder
 
 
-def experiment_dir(exp: Experiment) -> Path:
-    return (Path(exp.results.dir) / exp.name).resolve()
+def experiment_dir(exp: Experiment) -> str:
+    """The experiment's folder: a local path or a URI."""
+    return Store.at(exp.results.dir).uri(exp.name)
 
 
 def _check_writable(results_dir: Path) -> None:
-    """results.dir must be a folder this process can create files in."""
+    """A local results.dir must be a folder this process can create files in."""
     path = results_dir.resolve()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"results.dir: {path} is a file, not a folder")
@@ -38,13 +40,14 @@ def _check_writable(results_dir: Path) -> None:
         raise ConfigError(f"results.dir: {existing} is not writable")
 
 
-def read_snapshot(folder: Path) -> dict | None:
+def read_snapshot(exp: Experiment) -> dict | None:
     """The experiment.json of an experiment folder, None if there is none."""
-    path = folder / SNAPSHOT
-    if not path.exists():
+    store, key = Store.at(exp.results.dir), f"{exp.name}/{SNAPSHOT}"
+    path = store.uri(key)
+    if not store.exists(key):
         return None
     try:
-        snapshot = json.loads(path.read_text())
+        snapshot = json.loads(store.read_bytes(key))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ConfigError(f"{path}: unreadable ({type(e).__name__}); cannot resume") from None
     if not isinstance(snapshot, dict) or not isinstance(snapshot.get("config_hash"), str):
@@ -55,24 +58,26 @@ def read_snapshot(folder: Path) -> dict | None:
 def check_start(exp: Experiment, resume: bool) -> bool:
     """Refuse to overwrite, and on resume refuse a changed config; True if the experiment
     folder holds a run to continue."""
-    _check_writable(Path(exp.results.dir))
-    folder = experiment_dir(exp)
+    store = Store.at(exp.results.dir)
+    if store.is_local:
+        _check_writable(Path(store.root))
+    folder = store.uri(exp.name)
     if not resume:
-        if folder.exists():
+        if store.exists(exp.name):
             raise ConfigError(
                 f"{folder}: experiment already exists; pass --resume to continue it, "
                 "or choose another --out / name"
             )
         return False
-    for path in (folder, *(folder / sub for sub in RESULT_FOLDERS)):
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"{path}: is a file where gtaray keeps a folder")
-    snapshot = read_snapshot(folder)
+    for key in (exp.name, *(f"{exp.name}/{sub}" for sub in RESULT_FOLDERS)):
+        if store.is_file(key):
+            raise ConfigError(f"{store.uri(key)}: is a file where gtaray keeps a folder")
+    snapshot = read_snapshot(exp)
     if snapshot is None:
         return False
     if snapshot["config_hash"] != exp.config_hash():
         raise ConfigError(
-            f"{folder / SNAPSHOT}: config changed since this experiment started "
+            f"{store.uri(exp.name + '/' + SNAPSHOT)}: config changed since this experiment started "
             f"(hash {snapshot['config_hash']} -> {exp.config_hash()}); use a new name"
         )
     return True

@@ -4,16 +4,14 @@
     <dir>/<experiment>/curves/<trial_id>.parquet   one row per evaluation
     <dir>/<experiment>/trials/history/<trial_id>.<n>.parquet   rows a retried trial replaced
 
-Files are written to a hidden temporary name in the same folder and renamed, so a reader never
-sees half a file and a trial that re-runs replaces its own file. Readers skip temporary names.
+`<dir>` is a local folder or a URI (gtaray.storage). Every file is written atomically (a hidden
+temporary name renamed, or one whole-object PUT), so a reader never sees half a file and a trial
+that re-runs replaces its own file. Readers skip hidden names.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gtaray.config import Experiment
+from gtaray.storage import Store
 
 STATUSES = ("completed", "diverged", "pruned", "failed")
 
@@ -68,12 +67,21 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
 }
 
 
-def trial_path(results_dir: Path, experiment: str, trial_id: str) -> Path:
-    return Path(results_dir) / experiment / "trials" / f"{trial_id}.parquet"
+def trial_key(experiment: str, trial_id: str) -> str:
+    return f"{experiment}/trials/{trial_id}.parquet"
 
 
-def curve_path(results_dir: Path, experiment: str, trial_id: str) -> Path:
-    return Path(results_dir) / experiment / "curves" / f"{trial_id}.parquet"
+def curve_key(experiment: str, trial_id: str) -> str:
+    return f"{experiment}/curves/{trial_id}.parquet"
+
+
+def trial_path(results_dir: str | Path, experiment: str, trial_id: str) -> str:
+    """Where a trial's row lives: a local path or a URI, like results_dir."""
+    return Store.at(results_dir).uri(trial_key(experiment, trial_id))
+
+
+def curve_path(results_dir: str | Path, experiment: str, trial_id: str) -> str:
+    return Store.at(results_dir).uri(curve_key(experiment, trial_id))
 
 
 def iou_column(class_name: str) -> str:
@@ -87,18 +95,14 @@ def trial_schema(class_names: list[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file so readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; results are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _read(store: Store, key: str) -> pd.DataFrame:
+    return pq.read_table(pa.BufferReader(store.read_bytes(key))).to_pandas()
 
 
 def trial_row(
@@ -155,8 +159,8 @@ def trial_row(
     return row
 
 
-def write_trial(row: dict, class_names: list[str], results_dir: Path) -> Path:
-    """Validate one trial row against the schema and write it atomically; return its path."""
+def write_trial(row: dict, class_names: list[str], results_dir: str | Path) -> str:
+    """Validate one trial row against the schema and write it atomically; return its location."""
     if row.get("status") not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
     schema = trial_schema(class_names)
@@ -164,41 +168,44 @@ def write_trial(row: dict, class_names: list[str], results_dir: Path) -> Path:
     if missing:
         raise ValueError(f"trial row lacks columns: {', '.join(missing)}")
     table = pa.Table.from_pylist([{name: row[name] for name in schema.names}], schema=schema)
-    path = trial_path(results_dir, row["experiment"], row["trial_id"])
-    if path.exists():  # a retried trial (after `failed`): keep the earlier row's history
-        history = path.parent / "history"
-        history.mkdir(exist_ok=True)
-        attempt = len(list(history.glob(f"{path.stem}.*.parquet"))) + 1
-        shutil.copy2(path, history / f"{path.stem}.{attempt}.parquet")
-    write_atomic(table, path)
-    return path
+    store = Store.at(results_dir)
+    key = trial_key(row["experiment"], row["trial_id"])
+    if store.exists(key):  # a retried trial (after `failed`): keep the earlier row's history
+        history = f"{row['experiment']}/trials/history"
+        attempt = len(store.names(history, ".parquet")) + 1
+        store.copy(key, f"{history}/{row['trial_id']}.{attempt}.parquet")
+    store.write_atomic(key, _parquet_bytes(table))
+    return store.uri(key)
 
 
-def write_curve(rows: list[dict], results_dir: Path, experiment: str, trial_id: str) -> Path:
-    path = curve_path(results_dir, experiment, trial_id)
-    write_atomic(pa.Table.from_pylist(rows), path)
-    return path
+def write_curve(rows: list[dict], results_dir: str | Path, experiment: str, trial_id: str) -> str:
+    store = Store.at(results_dir)
+    key = curve_key(experiment, trial_id)
+    store.write_atomic(key, _parquet_bytes(pa.Table.from_pylist(rows)))
+    return store.uri(key)
 
 
-def load_curve(results_dir: Path, experiment: str, trial_id: str) -> list[dict]:
+def load_curve(results_dir: str | Path, experiment: str, trial_id: str) -> list[dict]:
     """One trial's curve rows, [] if it has none yet."""
-    path = curve_path(results_dir, experiment, trial_id)
-    return pd.read_parquet(path).to_dict("records") if path.exists() else []
+    store, key = Store.at(results_dir), curve_key(experiment, trial_id)
+    return _read(store, key).to_dict("records") if store.exists(key) else []
 
 
-def _visible_parquet(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+def load_trial(results_dir: str | Path, experiment: str, trial_id: str) -> pd.Series | None:
+    """A trial's row, None if it has none yet."""
+    store, key = Store.at(results_dir), trial_key(experiment, trial_id)
+    return _read(store, key).iloc[0] if store.exists(key) else None
 
 
-def load_trials(results_dir: Path, experiment: str | None = None) -> pd.DataFrame:
+def load_trials(results_dir: str | Path, experiment: str | None = None) -> pd.DataFrame:
     """All trial rows under results_dir (optionally one experiment), one row per trial id."""
-    results_dir = Path(results_dir)
-    folders = (
-        [results_dir / experiment / "trials"]
-        if experiment
-        else sorted(results_dir.glob("*/trials"))
-    )
-    frames = [pd.read_parquet(p) for f in folders for p in _visible_parquet(f)]
+    store = Store.at(results_dir)
+    experiments = [experiment] if experiment else store.folders()
+    frames = [
+        _read(store, f"{name}/trials/{file}")
+        for name in experiments
+        for file in store.names(f"{name}/trials", ".parquet")
+    ]
     if not frames:
         return pd.DataFrame(columns=list(TRIAL_COLUMNS))
     table = pd.concat(frames, ignore_index=True)
@@ -206,8 +213,9 @@ def load_trials(results_dir: Path, experiment: str | None = None) -> pd.DataFram
     return table.drop_duplicates(["experiment", "trial_id"], keep="last").reset_index(drop=True)
 
 
-def load_curves(results_dir: Path, experiment: str) -> pd.DataFrame:
-    files = _visible_parquet(Path(results_dir) / experiment / "curves")
+def load_curves(results_dir: str | Path, experiment: str) -> pd.DataFrame:
+    store = Store.at(results_dir)
+    files = store.names(f"{experiment}/curves", ".parquet")
     if not files:
         return pd.DataFrame()
-    return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    return pd.concat([_read(store, f"{experiment}/curves/{f}") for f in files], ignore_index=True)

@@ -11,6 +11,7 @@ callback in this process: one writer, atomic files, status taken from the last r
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import re
 import tempfile
@@ -19,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import ray
 import ray.tune
 from ray import tune
 from rich.console import Console
 
+from gtaray.cluster import check_cluster, cluster_nodes, init_ray
 from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
 from gtaray.data.splits import class_names
 from gtaray.errors import ResultsWriteError
@@ -35,14 +36,16 @@ from gtaray.provenance import provenance
 from gtaray.results import (
     curve_path,
     load_curve,
+    load_trial,
     load_trials,
     trial_path,
     trial_row,
     write_curve,
     write_trial,
 )
+from gtaray.storage import Store, local_log
 from gtaray.train import StepHook
-from gtaray.trainer import cluster_nodes, fit_trial, init_ray, wait_for_resources
+from gtaray.trainer import fit_trial
 
 ALREADY_RECORDED = "already_recorded"
 
@@ -94,6 +97,7 @@ class ResultsWriter(tune.Callback):
             return
         exp = self._trial_exp(trial)
         row = {k: v for k, v in result.items() if isinstance(v, int | float) and "/" not in k}
+        row["node_id"] = str(result.get("node_id", ""))
         row |= {k.replace("/", "_"): v for k, v in result.items() if "/" in k}
         row |= {"trial_id": trial.trial_id, "variant": exp.method.variant, "seed": exp.train.seed}
         if trial.trial_id not in self.curves:  # after a resume, keep the points before it
@@ -124,7 +128,7 @@ class ResultsWriter(tune.Callback):
         end = datetime.now(UTC)
         row = trial_row(exp, trial.trial_id, last, self.classes, error=error)
         row |= self.provenance | {
-            "node_id": str(last.get("node_ip", "")),
+            "node_id": str(last.get("node_id") or last.get("node_ip", "")),
             "start_time": self.started.get(trial.trial_id, end),
             "end_time": end,
             "wall_seconds": (end - self.started.get(trial.trial_id, end)).total_seconds(),
@@ -146,11 +150,19 @@ def _writing(path: Path):
         raise ResultsWriteError(f"cannot write {path}: {e.strerror or e}") from e
 
 
-def _results_write_error(error: BaseException) -> ResultsWriteError | None:
-    """The ResultsWriteError behind an exception from Tune, if any."""
+# Errors that mean "this storage cannot take more writes", wherever they happen.
+_STORAGE_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES}
+
+
+def _results_write_error(error: BaseException, folder: str) -> ResultsWriteError | None:
+    """The write failure behind an exception from Tune, if any: ours (the rows), or one of
+    Tune's own (its experiment state) when the disk is full or read-only."""
     while error is not None:
         if isinstance(error, ResultsWriteError):
             return error
+        if isinstance(error, OSError) and error.errno in _STORAGE_FULL:
+            where = error.filename or f"Tune's state under {folder}"
+            return ResultsWriteError(f"cannot write {where}: {error.strerror}")
         error = error.__cause__ or error.__context__
     return None
 
@@ -184,8 +196,7 @@ def trial_driver(
     """One Tune trial: a TorchTrainer over the experiment with this trial's parameters."""
     exp = Experiment.model_validate(base).with_updates(config)
     trial_id = ray.tune.get_context().get_trial_id()
-    recorded = trial_path(Path(out), exp.name, trial_id)
-    row = pd.read_parquet(recorded).iloc[0] if recorded.exists() else None
+    row = load_trial(out, exp.name, trial_id)
     if row is not None and row["status"] != "failed":
         # Finished before the sweep was killed, but after Tune last saved its state: the row
         # on disk is the truth; hand Tune its final metrics instead of training again.
@@ -235,7 +246,7 @@ class SweepOutcome:
     """Where a sweep stands, read from its rows on disk (the source of truth): rows by status,
     and planned trials without a row (the sweep was interrupted)."""
 
-    folder: Path
+    folder: str  # a local path or a URI
     statuses: dict[str, int] = field(default_factory=dict)
     unfinished: int = 0
 
@@ -245,7 +256,7 @@ class SweepOutcome:
 
     @classmethod
     def read(cls, exp: Experiment) -> SweepOutcome:
-        rows = load_trials(Path(exp.results.dir), exp.name)
+        rows = load_trials(exp.results.dir, exp.name)
         statuses = rows["status"].value_counts().to_dict() if len(rows) else {}
         return cls(experiment_dir(exp), statuses, max(len(plan(exp).trials) - len(rows), 0))
 
@@ -258,25 +269,26 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or resume) the experiment's sweep. step_hook: see gtaray.train (tests only)."""
     restorable = check_start(exp, resume)
-    folder = experiment_dir(exp)
+    store = Store.at(exp.results.dir)
+    log_path = local_log(store, f"{exp.name}/sweep.log")
     # Before anything is written (a refused sweep leaves no folder); Ray's start-up output
     # joins sweep.log once there is one.
     with tempfile.TemporaryDirectory() as scratch:
         with output_to_log(Path(scratch) / "start.log"):
             init_ray()
-            wait_for_resources(exp)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "sweep.log", "a") as log:
+            check_cluster(exp)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log:
             log.write((Path(scratch) / "start.log").read_text())
-    restorable = restorable and tune.Tuner.can_restore(str(folder / "tune"))
+    restorable = restorable and tune.Tuner.can_restore(store.uri(f"{exp.name}/tune"))
     snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
-    (folder / SNAPSHOT).write_text(json.dumps(snapshot, indent=2))
+    store.write_atomic(f"{exp.name}/{SNAPSHOT}", json.dumps(snapshot, indent=2).encode())
 
     try:
-        with output_to_log(folder / "sweep.log") as terminal:
-            _run_tuner(exp, folder, restorable, terminal if show_progress else None, step_hook)
+        with output_to_log(log_path) as terminal:
+            _run_tuner(exp, store, restorable, terminal if show_progress else None, step_hook)
     except Exception as e:
-        cause = _results_write_error(e)
+        cause = _results_write_error(e, store.uri(exp.name))
         if cause is None:
             raise
         raise cause from None
@@ -284,13 +296,13 @@ def run_sweep(
 
 
 def _run_tuner(
-    exp: Experiment, folder: Path, restorable: bool, terminal, step_hook: StepHook | None
+    exp: Experiment, store: Store, restorable: bool, terminal, step_hook: StepHook | None
 ) -> None:
     """Run Tune to the end, or to Ctrl-C (Tune then saves its state and returns)."""
     the_plan = plan(exp, cluster_nodes())
     progress = None
     if terminal is not None:
-        done = len(list((folder / "trials").glob("*.parquet")))
+        done = len(store.names(f"{exp.name}/trials", ".parquet"))
         progress = SweepProgress(
             len(the_plan.trials), exp.sweep.metric, Console(file=terminal), already_done=done
         )
@@ -299,20 +311,20 @@ def _run_tuner(
         tune.with_parameters(
             trial_driver,
             base=exp.model_dump(mode="json"),
-            storage=str(folder / "train"),
-            out=str(Path(exp.results.dir).resolve()),
+            storage=store.uri(f"{exp.name}/train"),
+            out=store.uri(),  # absolute: trial processes run in other folders
             step_hook=step_hook,
         ),
         # The driver only waits on its TorchTrainer: it holds a little memory, no CPU.
         {"memory": 64 * 1024**2},
     )
-    writer = ResultsWriter(exp, Path(exp.results.dir).resolve())
+    writer = ResultsWriter(exp, store.uri())
     try:
         if progress:
             progress.start()
         if restorable:
             tuner = tune.Tuner.restore(
-                str(folder / "tune"),
+                store.uri(f"{exp.name}/tune"),
                 trainable=driver,
                 resume_unfinished=True,
                 resume_errored=True,
@@ -328,7 +340,10 @@ def _run_tuner(
                     max_concurrent_trials=the_plan.concurrency,
                 ),
                 run_config=tune.RunConfig(
-                    name="tune", storage_path=str(folder), callbacks=[writer], verbose=0
+                    name="tune",
+                    storage_path=store.uri(exp.name),
+                    callbacks=[writer],
+                    verbose=0,
                 ),
             )
         tuner.fit()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -176,6 +177,7 @@ def _evaluate_and_report(w: Worker, iteration: int, window: Window, diverged: bo
         "checkpoint_seconds": w.checkpoint_seconds,
         "diverged": float(diverged),
         "workers": float(w.world),
+        "node_id": ray.get_runtime_context().get_node_id(),  # ray: rank 0's node, for the row
     }
     if diverged:  # no checkpoint: the latest one keeps the last finite weights
         ray.train.report(metrics)  # ray:

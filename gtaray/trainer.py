@@ -1,17 +1,15 @@
-"""Ray's side of one trial: the Ray session, the TorchTrainer, and `gtaray train`.
+"""Ray's side of one trial: the TorchTrainer, and `gtaray train`.
 
-    init_ray()                                    # join RAY_ADDRESS or start a quiet local Ray
     fit_trial(exp, name, storage)                 # one TorchTrainer run; same name = resume
     run_trial(exp)                                # `gtaray train`: named by the config's hash
 
-The per-worker loop is in gtaray.train; the sweep around trials in gtaray.sweep.
+The per-worker loop is in gtaray.train; the Ray session in gtaray.cluster; the sweep around
+trials in gtaray.sweep.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,9 @@ import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
-from gtaray.config import ConfigError, Experiment
-from gtaray.preflight import check_resources
+from gtaray.cluster import check_cluster, init_ray
+from gtaray.config import Experiment, scheme
+from gtaray.storage import Store, local_log
 from gtaray.train import StepHook, train_fn_per_worker
 
 
@@ -43,48 +42,6 @@ def lean_trainer_class() -> type[TorchTrainer]:
             return [cb for cb in defaults if not isinstance(cb, DatasetsCallback)]
 
     return LeanTorchTrainer
-
-
-def init_ray(**local: Any) -> None:
-    """Join the cluster named by RAY_ADDRESS, or start a quiet local Ray with every core
-    (`local`: ray.init arguments for that local Ray, e.g. the tests' num_cpus=2)."""
-    if ray.is_initialized():
-        return
-    # Set before Ray starts so that its processes inherit them.
-    # Reports reach the driver at this poll interval (default 2 s).
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
-    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "180")
-    if not os.environ.get("RAY_ADDRESS"):
-        # One machine is not preempted; the watcher is one more actor process per trial.
-        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    # The dashboard stays on: Train's placement-group cleaner needs it to see a finished
-    # trial's controller die and release its CPUs.
-    ray.init(
-        address=os.environ.get("RAY_ADDRESS"),
-        log_to_driver=False,
-        logging_level="WARNING",
-        configure_logging=True,
-        **local,
-    )
-
-
-def cluster_nodes() -> list[dict[str, float]]:
-    """The resources of each live node of the Ray cluster this process is connected to."""
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-
-
-def wait_for_resources(exp: Experiment) -> None:
-    """Refuse a trial the cluster cannot place, after waiting up to scaling.wait_for_nodes_s
-    for nodes to join (an autoscaling cluster grows on demand)."""
-    deadline = time.monotonic() + exp.scaling.wait_for_nodes_s
-    while True:
-        try:
-            check_resources(exp, cluster_nodes())
-            return
-        except ConfigError:
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(2.0)
 
 
 def fit_trial(
@@ -114,7 +71,7 @@ def fit_trial(
         ),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=str(Path(storage).resolve()),
+            storage_path=storage if scheme(storage) else str(Path(storage).resolve()),
             callbacks=callbacks or [],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=exp.train.num_to_keep),
             failure_config=ray.train.FailureConfig(max_failures=exp.train.max_failures),
@@ -129,8 +86,9 @@ def run_name(exp: Experiment) -> str:
     return f"{exp.name}-{exp.method.variant}-s{exp.train.seed}-{exp.config_hash()}"
 
 
-def train_storage(exp: Experiment) -> Path:
-    return Path(exp.results.dir).resolve() / exp.name / "train"
+def train_storage(exp: Experiment) -> str:
+    """Where `gtaray train` keeps its runs: a local path or a URI."""
+    return Store.at(exp.results.dir).uri(f"{exp.name}/train")
 
 
 def run_trial(exp: Experiment, name: str | None = None, show_progress: bool = False) -> dict:
@@ -146,10 +104,11 @@ def run_trial(exp: Experiment, name: str | None = None, show_progress: bool = Fa
     with contextlib.ExitStack() as stack:
         view = None
         if show_progress:  # Ray's and Train's own output go to a log; our bar to the terminal
-            terminal = stack.enter_context(output_to_log(storage / f"{name}.log"))
+            log = local_log(Store.at(exp.results.dir), f"{exp.name}/train/{name}.log")
+            terminal = stack.enter_context(output_to_log(log))
             view = stack.enter_context(TrialProgress(exp.train.iterations, Console(file=terminal)))
         init_ray()
-        wait_for_resources(exp)
+        check_cluster(exp)
         queue = Queue()
         fit = lambda: fit_trial(exp, name, storage, progress=queue)  # noqa: E731
         result, last = follow_trial(fit, queue, view)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -40,8 +41,8 @@ def row(trial_id: str, variant: str, seed: int, miou: float, status: str = "comp
 
 
 def test_write_trial_is_atomic_and_replaces_its_own_file(tmp_path):
-    path = write_trial(row("t1", "full", 0, 0.5), CLASSES, tmp_path)
-    assert path == trial_path(tmp_path, "exp", "t1")
+    path = Path(write_trial(row("t1", "full", 0, 0.5), CLASSES, tmp_path))
+    assert str(path) == trial_path(tmp_path, "exp", "t1")
     write_trial(row("t1", "full", 0, 0.7), CLASSES, tmp_path)
     files = sorted(path.parent.iterdir())
     assert files == [path.parent / "history", path]  # no temp file left behind
@@ -66,7 +67,7 @@ def test_bad_rows_are_refused_before_anything_is_written(tmp_path):
 
 
 def test_readers_ignore_temp_files_and_count_each_trial_once(tmp_path):
-    path = write_trial(row("t1", "full", 0, 0.5), CLASSES, tmp_path)
+    path = Path(write_trial(row("t1", "full", 0, 0.5), CLASSES, tmp_path))
     (path.parent / ".t2.abc.tmp").write_bytes(b"half a file")
     (path.parent / ".t3.parquet").write_bytes(path.read_bytes())
     trials = load_trials(tmp_path)

@@ -61,7 +61,8 @@ def test_disk_full_during_a_sweep_is_one_clear_error_and_earlier_rows_stay_whole
     last = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert last.startswith("gtaray: error: cannot write ") and "File too large" in last, last
-    assert str(tmp_path / "full" / "trials") in last and "--resume" in last
+    # Tune's state or a row, whichever the full disk stopped first.
+    assert str(tmp_path / "full") in last and "--resume" in last
     # Earlier files untouched; no half-written file visible to readers.
     assert {p: hashlib.sha256(p.read_bytes()).digest() for p in written} == written
     assert load_trials(tmp_path)["experiment"].tolist() == ["before"]

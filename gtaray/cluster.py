@@ -1,0 +1,152 @@
+"""The Ray session and the cluster's checks, before any trial starts.
+
+    init_ray()            # join RAY_ADDRESS (or --address), else start a local Ray
+    check_cluster(exp)    # resources, shared storage, data and weights on every worker node
+
+gtaray's Ray settings reach every process of every node through the job's runtime_env, not
+through this process's environment (which only processes started here would inherit).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+import ray
+
+from gtaray.config import ConfigError, Experiment
+from gtaray.preflight import check_resources, placeable_workers
+from gtaray.storage import Store
+
+# Reports reach the trial's driver at this poll interval (Ray's default: 2 s).
+SETTINGS = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "180",
+}
+# Where S3/GCS clients find credentials and endpoints: passed on to every node when set here.
+CREDENTIALS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
+def init_ray(address: str | None = None, **local: Any) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS) when one is named; otherwise start a
+    local Ray with every core (`local`: ray.init arguments for it, e.g. the tests' num_cpus=2).
+    Never attaches to a cluster that was not asked for."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env_vars = {k: os.environ.get(k, v) for k, v in SETTINGS.items()}
+    env_vars |= {k: os.environ[k] for k in CREDENTIALS if k in os.environ}
+    if address is None:
+        # One machine is not preempted; the watcher is one more actor process per trial.
+        env_vars["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
+    os.environ.update(env_vars)  # Tune's and Train's code in this process reads them too
+    # The dashboard stays on: Train's placement-group cleaner needs it to see a finished
+    # trial's controller die and release its CPUs.
+    ray.init(
+        address=address or "local",
+        runtime_env={"env_vars": env_vars},
+        log_to_driver=False,
+        logging_level="WARNING",
+        configure_logging=True,
+        **(local if address is None else {}),
+    )
+
+
+def live_nodes() -> list[dict]:
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    """The resources of each live node of the Ray cluster this process is connected to."""
+    return [dict(n["Resources"]) for n in live_nodes()]
+
+
+def wait_for_resources(exp: Experiment) -> None:
+    """Refuse a trial the cluster cannot place, after waiting up to scaling.wait_for_nodes_s
+    for nodes to join (an autoscaling cluster grows on demand)."""
+    deadline = time.monotonic() + exp.scaling.wait_for_nodes_s
+    while True:
+        try:
+            check_resources(exp, cluster_nodes())
+            return
+        except ConfigError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(2.0)
+
+
+def worker_nodes(exp: Experiment) -> list[dict]:
+    """The live nodes that can hold at least one of a trial's workers."""
+    return [n for n in live_nodes() if placeable_workers(exp, [n["Resources"]]) > 0]
+
+
+@ray.remote(num_cpus=0)
+def _missing(paths: list[str]) -> list[str]:
+    return [p for p in paths if not os.path.exists(p)]
+
+
+def _missing_on_nodes(nodes: list[dict], paths: list[str]) -> dict[str, list[str]]:
+    """{node address: the paths it cannot see}, found by a tiny task pinned to each node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    refs = {
+        f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})": _missing.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(paths)
+        for n in nodes
+    }
+    found = {name: ray.get(ref, timeout=120) for name, ref in refs.items()}
+    return {name: missing for name, missing in found.items() if missing}
+
+
+def check_cluster(exp: Experiment) -> None:
+    """What would fail or hang on a cluster, refused before any trial starts: resources it
+    cannot place, results in a folder the nodes do not share, and data or weights a worker
+    node does not have."""
+    wait_for_resources(exp)
+    nodes = worker_nodes(exp)
+    store = Store.at(exp.results.dir)
+    if len(live_nodes()) > 1 and store.kind is None:
+        raise ConfigError(
+            f"results.dir: {store.root} is a local folder, but this Ray cluster has "
+            f"{len(live_nodes())} nodes that must all write to it; use s3://bucket/prefix, "
+            "gs://bucket/prefix, or file:///path for a folder every node mounts (NFS)"
+        )
+    paths = []
+    if exp.data.root is not None:
+        paths += [os.path.join(exp.data.root, name) for name in _real_datasets(exp)]
+    if exp.model.pretrained:
+        from gtaray.models.pretrained import resolve_source
+
+        paths.append(str(resolve_source(exp.model.pretrained)))
+    marker = None
+    if store.kind == "file" and len(live_nodes()) > 1:  # a mount must really be shared
+        marker = f".gtaray-shared-{uuid.uuid4().hex}"
+        store.write_atomic(marker, b"")
+        paths.append(store.path(marker))
+    try:
+        missing = _missing_on_nodes(nodes, paths) if paths and len(live_nodes()) > 1 else {}
+    finally:
+        if marker:
+            store.fs.delete_file(store.path(marker))
+    if missing:
+        node, what = next(iter(missing.items()))
+        more = f" (and {len(missing) - 1} more node(s))" if len(missing) > 1 else ""
+        shown = "results.dir (not shared)" if marker and store.path(marker) in what else what[0]
+        raise ConfigError(f"node {node}: cannot see {shown}{more}")
+
+
+def _real_datasets(exp: Experiment) -> list[str]:
+    return [d for d in (exp.data.source, exp.data.target) if d != "synthetic"]

@@ -1,0 +1,43 @@
+"""A Ray cluster of several nodes on this machine, for the tests: a head with no CPUs and two
+worker nodes with 1 CPU each (ray.cluster_utils.Cluster). Run as a process:
+
+    python -m tests.multinode      # prints the address, keeps the cluster until stdin closes
+
+It runs beside the test session's own Ray, so its dashboard gets a free port of its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from ray.cluster_utils import Cluster
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    small = {"object_store_memory": 80 * 1024**2}
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "dashboard_port": free_port(),
+            "include_dashboard": True,
+            **small,
+        },
+    )
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, **small)
+    cluster.wait_for_nodes()
+    print(cluster.address, flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()
