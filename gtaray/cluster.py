@@ -9,7 +9,9 @@ through this process's environment (which only processes started here would inhe
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import time
 import uuid
 from typing import Any
@@ -48,20 +50,51 @@ def init_ray(address: str | None = None, **local: Any) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     env_vars = {k: os.environ.get(k, v) for k, v in SETTINGS.items()}
     env_vars |= {k: os.environ[k] for k in CREDENTIALS if k in os.environ}
+    start: dict[str, str] = {}
     if address is None:
         # One machine is not preempted; the watcher is one more actor process per trial.
         env_vars["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
-    os.environ.update(env_vars)  # Tune's and Train's code in this process reads them too
+        # Ray's State API finds "the" cluster from RAY_ADDRESS, else the latest one started on
+        # the machine. With two Rays on one machine Train's placement-group cleaner asked the
+        # wrong one, took each live trial for dead and leaked its CPUs: later trials hung. So
+        # the GCS port is chosen here and every process of this Ray is told the address.
+        port = _free_port()
+        env_vars["RAY_ADDRESS"] = f"{ray.util.get_node_ip_address()}:{port}"
+        start = {"RAY_GCS_SERVER_PORT": str(port), "RAY_ADDRESS": env_vars["RAY_ADDRESS"]}
+    elif address != "auto":
+        env_vars["RAY_ADDRESS"] = address
+    os.environ.update({k: v for k, v in env_vars.items() if k != "RAY_ADDRESS"})
     # The dashboard stays on: Train's placement-group cleaner needs it to see a finished
     # trial's controller die and release its CPUs.
-    ray.init(
-        address=address or "local",
-        runtime_env={"env_vars": env_vars},
-        log_to_driver=False,
-        logging_level="WARNING",
-        configure_logging=True,
-        **(local if address is None else {}),
-    )
+    with _environment(start):  # inherited by the processes a local start spawns
+        ray.init(
+            address=address or "local",
+            runtime_env={"env_vars": env_vars},
+            log_to_driver=False,
+            logging_level="WARNING",
+            configure_logging=True,
+            **(local if address is None else {}),
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def live_nodes() -> list[dict]:

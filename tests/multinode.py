@@ -8,10 +8,12 @@ It runs beside the test session's own Ray, so its dashboard gets a free port of 
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
 from ray.cluster_utils import Cluster
+from ray.util import get_node_ip_address
 
 
 def free_port() -> int:
@@ -21,6 +23,11 @@ def free_port() -> int:
 
 
 def main() -> None:
+    # Every process of this cluster is told its address (see gtaray.cluster.init_ray): it runs
+    # beside the test session's Ray, and Ray's State API would otherwise pick the latest one.
+    port = free_port()
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)
+    os.environ["RAY_ADDRESS"] = f"{get_node_ip_address()}:{port}"
     small = {"object_store_memory": 80 * 1024**2}
     cluster = Cluster(
         initialize_head=True,

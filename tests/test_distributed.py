@@ -68,7 +68,7 @@ def test_sweep_on_s3_survives_a_kill_resumes_from_the_uri_and_reports(tmp_path, 
     assert "| smoke | source_only | 1 |" in report.stdout
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def multinode(s3):
     """A head (0 CPUs) and two 1-CPU worker nodes; the S3 variables reach every node."""
     process = subprocess.Popen(
@@ -137,3 +137,90 @@ def test_two_workers_on_two_nodes_checkpoint_to_s3_and_restore_after_a_kill(tmp_
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["iteration"] == 6  # ... and the group restored from iteration 3 on S3
     assert metrics["checkpoint"].startswith(f"{S3_BUCKET}/{tmp_path.name}/results/across/train")
+
+
+NODE_CHECKS = """
+import os, sys, ray
+from gtaray.cluster import check_cluster, init_ray, live_nodes
+from gtaray.config import ConfigError, load_experiment
+
+address, shared = sys.argv[1:]
+init_ray(address)
+smoke = "experiments/smoke.yaml"
+# Every node got gtaray's settings and the S3 variables through the job's runtime_env.
+@ray.remote(num_cpus=0)
+def env():
+    return os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"), os.environ.get("AWS_ENDPOINT_URL")
+print("env", ray.get(env.remote()) == ("0.25", os.environ["AWS_ENDPOINT_URL"]))
+print("nodes", len(live_nodes()))
+check_cluster(load_experiment(smoke, [f"results.dir=file://{shared}"]))  # a mount all nodes see
+print("shared ok")
+real = load_experiment(smoke, [
+    f"results.dir=file://{shared}", "data.source=gta5", "data.target=cityscapes",
+    "data.root=/nonexistent-data", "data.source_train=null", "data.target_train=null",
+])
+try:
+    check_cluster(real)
+except ConfigError as e:
+    print("refused", e)
+"""
+
+
+def test_every_worker_node_gets_the_settings_and_is_checked_for_data(tmp_path, multinode):
+    result = subprocess.run(
+        [sys.executable, "-c", NODE_CHECKS, multinode, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "env True" in out and "nodes 3" in out and "shared ok" in out
+    (refusal,) = [line for line in out.splitlines() if line.startswith("refused")]
+    assert "node 127.0.0.1" in refusal or "node " in refusal
+    assert "/nonexistent-data/gta5" in refusal and "more node" in refusal  # both worker nodes
+    assert not list(tmp_path.glob(".gtaray-shared-*"))  # the marker is cleaned up
+
+
+def test_without_ray_address_gtaray_starts_its_own_ray_and_trials_still_release_cpus(
+    tmp_path, ray_address
+):
+    """ray.init() would attach to the session's running cluster; gtaray starts a new one. That
+    leaves a second Ray recorded on the machine, the case in which Train's placement-group
+    cleaner once asked the wrong cluster whether a trial was alive: every trial's CPUs leaked
+    and the third one-CPU trial on 2 CPUs never started."""
+    import ray
+
+    from gtaray.config import load_experiment
+    from gtaray.sweep import run_sweep
+
+    script = (
+        "import ray; from gtaray.cluster import init_ray; init_ray(num_cpus=1); "
+        "print(ray.get_runtime_context().gcs_address)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] != ray_address
+
+    exp = load_experiment(
+        EXPERIMENTS / "smoke.yaml",
+        [
+            f"results.dir={tmp_path}",
+            "sweep.variants=[source_only]",
+            "sweep.seeds=[0, 1, 2]",
+            "sweep.max_concurrent=1",
+            "train.iterations=2",
+            "train.eval_every=2",
+        ],
+    )
+    outcome = run_sweep(exp, show_progress=False)
+    assert outcome.statuses == {"completed": 3}
+    deadline = time.time() + 30  # the last trial's cleaner runs a moment after it ends
+    while ray.available_resources().get("CPU", 0) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2
