@@ -132,7 +132,7 @@ def sweep(
         counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items()))
         typer.echo(
             f"gtaray: no trial completed ({counts}); the error column of "
-            f"{outcome.folder / 'trials'} and {outcome.folder / 'sweep.log'} say why",
+            f"{outcome.folder}/trials and {outcome.log} say why",
             err=True,
         )
         raise typer.Exit(1)

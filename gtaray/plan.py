@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
+from gtaray.config import GRID_KEYS, ConfigError, Experiment, LogUniform, field_path
 from gtaray.preflight import check_resources, local_nodes, placeable_workers
 
 BENCH_FILE = "bench.json"  # written by `gtaray bench` into results.dir
@@ -75,8 +75,8 @@ def estimate_seconds(exp: Experiment, p: Plan) -> tuple[float, float] | None:
 
 
 def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
-    """Print the plan; ConfigError if this machine cannot run one trial."""
-    check_resources(exp, local_nodes(), where="this machine")
+    """Print the plan, and whether this machine can run its trials (a plan for a GPU cluster
+    is often made on a laptop)."""
     console = console or Console()
     p = plan(exp)
     s = exp.sweep
@@ -109,6 +109,10 @@ def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
         + f" | concurrency here: {p.concurrency} | total iterations: {p.total_iterations}"
         + f" | selection metric: {s.metric}"
     )
+    try:
+        check_resources(exp, local_nodes(), where="this machine")
+    except ConfigError as e:
+        console.print(f"not runnable here: {e} (a cluster with these resources can run it)")
     estimate = estimate_seconds(exp, p)
     if estimate is None:
         console.print(

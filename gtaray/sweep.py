@@ -247,6 +247,7 @@ class SweepOutcome:
     and planned trials without a row (the sweep was interrupted)."""
 
     folder: str  # a local path or a URI
+    log: Path  # sweep.log, always on this machine
     statuses: dict[str, int] = field(default_factory=dict)
     unfinished: int = 0
 
@@ -258,7 +259,9 @@ class SweepOutcome:
     def read(cls, exp: Experiment) -> SweepOutcome:
         rows = load_trials(exp.results.dir, exp.name)
         statuses = rows["status"].value_counts().to_dict() if len(rows) else {}
-        return cls(experiment_dir(exp), statuses, max(len(plan(exp).trials) - len(rows), 0))
+        unfinished = max(len(plan(exp).trials) - len(rows), 0)
+        log = local_log(Store.at(exp.results.dir), f"{exp.name}/sweep.log")
+        return cls(experiment_dir(exp), log, statuses, unfinished)
 
 
 def run_sweep(

@@ -32,6 +32,16 @@ def test_dry_run_prints_the_plan_and_starts_no_ray(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_dry_run_of_a_gpu_plan_on_a_cpu_machine_says_so_instead_of_refusing(tmp_path):
+    # A plan for a GPU cluster is often made on a laptop: the plan prints, with a warning.
+    paper = str(EXPERIMENTS / "gta5_cityscapes.yaml")
+    result = run_cli("sweep", paper, "--dry-run", "--out", f"s3://bucket/{tmp_path.name}")
+    assert result.returncode == 0, result.stderr
+    assert "15 trials" in result.stdout
+    if "0 GPUs" in result.stdout:  # this machine has no GPU
+        assert "not runnable here: scaling.use_gpu" in result.stdout
+
+
 def test_sweep_refuses_to_overwrite_an_existing_experiment(tmp_path):
     (tmp_path / "out" / "smoke").mkdir(parents=True)
     ray_tmp, env = no_ray_env(tmp_path)

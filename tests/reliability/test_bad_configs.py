@@ -93,8 +93,9 @@ CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
     ("latin-1", "name: caf\xe9\n".encode("latin-1"), [], ["not UTF-8"], None),
     ("utf-16", "name: t\n".encode("utf-16"), [], ["not UTF-8"], None),
     # places that are not local folders
-    ("out s3", NAME, ["--out", "s3://bucket/res"], ["--out", "s3://bucket/res", "URIs"], None),
-    ("dir gs", NAME + "results: {dir: 'gs://b/r'}\n", [], ["results.dir", "URIs"], None),
+    ("out hdfs", NAME, ["--out", "hdfs://nn/res"], ["--out", "unsupported URI scheme hdfs"], None),
+    ("dir http", NAME + "results: {dir: 'http://h/r'}\n", [], ["results.dir", "http://"], None),
+    ("no bucket", NAME, ["-o", "results.dir=s3://"], ["results.dir", "names no bucket"], None),
     ("root s3", NAME, ["-o", "data.root=s3://b/d"], ["data.root", "URIs"], None),
     # pretrained weights, found before any trial starts
     ("thin vgg", NAME + "model: {width: 0.5, pretrained: imagenet}\n", [], ["width 1.0"], None),
