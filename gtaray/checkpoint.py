@@ -1,6 +1,7 @@
 """The checkpoint format: one folder per report, written by every rank, loaded without code.
 
-    <checkpoint>/state.pt      rank 0: iteration, metrics, every net's and optimizer's state
+    <checkpoint>/state.pt      rank 0: the experiment, iteration, metrics, every net's and
+                               optimizer's state
     <checkpoint>/rank_<r>.pt   each rank: its RNG states and its data stream's position
 
 Files hold tensors and plain Python values only, so they load with `weights_only=True`: a
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gtaray.config import Experiment
 from gtaray.method import lsd
 
 
@@ -37,13 +39,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(folder: Path, nets, opts, stream, metrics: dict, rank: int) -> None:
-    """Write this rank's part of a checkpoint into folder."""
+def save(folder: Path, nets, opts, stream, metrics: dict, rank: int, exp: Experiment) -> None:
+    """Write this rank's part of a checkpoint into folder (rank 0's includes the experiment,
+    so a checkpoint can be analysed on its own: `gtaray analyze knn`)."""
     if rank == 0:
         torch.save(
             {
+                "experiment": exp.model_dump(mode="json"),
                 "iteration": int(metrics["iteration"]),
-                "best_target_miou": metrics["best_target_miou"],
                 "metrics": metrics,
                 "world_size": int(metrics["workers"]),
                 "nets": {k: lsd.unwrap(v).state_dict() for k, v in nets.items()},
@@ -59,9 +62,9 @@ def load_file(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def restore(folder: Path, nets, opts, stream, rank: int) -> tuple[int, float, dict]:
+def restore(folder: Path, nets, opts, stream, rank: int) -> tuple[int, dict]:
     """Load a checkpoint folder into the nets, optimizers, stream and RNGs of this rank;
-    return (iteration, best target mIoU, the metrics reported with it)."""
+    return (iteration, the metrics reported with it)."""
     state = load_file(folder / "state.pt")
     mine = folder / f"rank_{rank}.pt"
     if not mine.exists():  # a run is resumed with as many workers as it was saved with
@@ -75,4 +78,4 @@ def restore(folder: Path, nets, opts, stream, rank: int) -> tuple[int, float, di
         opt.load_state_dict(state["opts"][name])
     stream.load_state_dict(own["stream"])
     set_rng_state(own["rng"])
-    return state["iteration"], state["best_target_miou"], state["metrics"]
+    return state["iteration"], state["metrics"]

@@ -7,7 +7,6 @@ Bad input: one line on stderr, exit status 2, before any expensive work.
 from __future__ import annotations
 
 import re
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +19,8 @@ from gtaray.errors import USER_ERRORS, ResultsWriteError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
 app.add_typer(data_app, name="data")
+analyze_app = typer.Typer(no_args_is_help=True, help="Studies of trained checkpoints.")
+app.add_typer(analyze_app, name="analyze")
 
 Overrides = Annotated[
     list[str] | None,
@@ -190,11 +191,23 @@ def report(
     ),
     experiment: Annotated[str | None, typer.Option(help="only this experiment")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or markdown")] = "table",
-    plots: Annotated[bool, typer.Option(help="also write curve plots as PNG")] = False,
+    select: Annotated[
+        str,
+        typer.Option(
+            help="test mIoU at the last evaluation, or at the best target_val / source_val one"
+        ),
+    ] = "last",
+    plots: Annotated[Path | None, typer.Option(help="write PNG figures into this folder")] = None,
+    top: Annotated[int, typer.Option(help="search sweeps: how many best trials to list")] = 5,
 ) -> None:
-    """Print paper-style tables from the Parquet results."""
+    """Paper-style tables from the Parquet results: ablation statistics, per-class IoU, and
+    for searches the best trials and parameter importances."""
     if fmt not in ("table", "csv", "markdown"):
         fail(f"--format: must be table, csv or markdown, got {fmt!r}")
+    if select not in ("last", "target_val", "source_val"):
+        fail(f"--select: must be last, target_val or source_val, got {select!r}")
+    if top < 1:
+        fail(f"--top: must be >= 1, got {top}")
     from gtaray.config import check_location, scheme
 
     try:
@@ -203,29 +216,13 @@ def report(
         fail(str(e))
     if scheme(folder) is None and not Path(folder).is_dir():
         fail(f"{folder}: no such results folder")
-    from gtaray import report as rep
-    from gtaray.results import load_curves, load_trials
+    from gtaray.report_run import run_report
 
-    try:
-        trials = load_trials(folder, experiment)
-    except OSError as e:
-        fail(f"{folder}: cannot read: {e}")
-    if trials.empty:
-        fail(
-            f"{folder}: no trial results"
-            + (f" for experiment {experiment!r}" if experiment else "")
-        )
-    text = rep.render(rep.summarise(trials), fmt)
-    if text:
-        sys.stdout.write(text)
-    if plots:
-        for name in sorted(trials["experiment"].unique()):
-            curves = load_curves(folder, name)
-            if not curves.empty:
-                # Next to the results when they are local, else in this folder.
-                local = scheme(folder) is None
-                png = Path(folder) / name / "curves.png" if local else Path(f"{name}-curves.png")
-                typer.echo(f"plot: {rep.plot_curves(curves, png)}")
+    with user_errors():
+        try:
+            run_report(folder, experiment, fmt, select, plots, top)
+        except OSError as e:
+            fail(f"{folder}: cannot read: {e}")
 
 
 @app.command()
@@ -277,6 +274,33 @@ def data_check(
         typer.echo(line)
     if not result.usable:
         raise typer.Exit(2)
+
+
+@analyze_app.command("knn")
+def analyze_knn(
+    checkpoints: Annotated[list[str], typer.Argument(help="checkpoint folders (paths or URIs)")],
+    k: Annotated[int, typer.Option(help="neighbours per target image")] = 10,
+    images: Annotated[int, typer.Option(help="validation images per domain")] = 100,
+    plots: Annotated[Path | None, typer.Option(help="write knn.png into this folder")] = None,
+) -> None:
+    """The paper's k-NN study: the fraction of source images among each target image's k
+    nearest neighbours in F's feature space (higher = domains better aligned)."""
+    if k < 1 or images < 2:
+        fail(f"--k must be >= 1 and --images >= 2, got {k} and {images}")
+    from gtaray.knn import analyze, print_knn
+
+    results = []
+    with user_errors():
+        for path in checkpoints:
+            try:
+                results.append(analyze(path, k, images))
+            except (OSError, ValueError, KeyError) as e:
+                fail(f"{path}: not a readable gtaray checkpoint ({e!s:.120})")
+    print_knn(results)
+    if plots is not None:
+        from gtaray.plots import plot_knn
+
+        typer.echo(f"plot: {plot_knn(results, plots / 'knn.png')}", err=True)
 
 
 if __name__ == "__main__":

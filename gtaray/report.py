@@ -1,137 +1,204 @@
-"""Paper-style tables from the Parquet results: one line per variant, mean ± std over seeds.
+"""Paper-style tables from the Parquet results: an ablation table with statistics, and a
+per-class table, under a stated protocol.
 
-gtaray report results --experiment ablations --format markdown
+    gtaray report results --experiment ablations --format markdown --select target_val
+
+The protocol says which evaluation of each trial gives its test mIoU: the last one, or the one
+with the best target-val (or source-val) mIoU. Only completed trials are averaged; pruned,
+diverged and failed ones are counted apart. Statistics: mean ± sample std over seeds, a 95%
+confidence interval from Student's t, and the difference to source_only in the same experiment
+with Welch's t-test p-value.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from scipy import stats
 
 from gtaray.config import VARIANTS
+from gtaray.results import PROTOCOLS, STATUSES
+
+PROTOCOL_TEXT = {
+    "last": "the target test mIoU at each trial's last evaluation",
+    "target_val": "the target test mIoU at the evaluation with the best target-val mIoU "
+    "(labelled target images held out of training)",
+    "source_val": "the target test mIoU at the evaluation with the best source-val mIoU "
+    "(strict UDA: no target labels)",
+}
 
 
-def summarise(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, variant): trial counts by status, mean/std mIoU and class IoUs."""
-    iou_cols = [c for c in trials.columns if c.startswith("iou_")]
+def protocol_view(trials: pd.DataFrame, curves: pd.DataFrame, select: str) -> pd.DataFrame:
+    """One row per trial under a protocol: `miou` and the `iou_*` columns at the evaluation
+    it selects, `evaluation` its iteration (per-class IoUs of a selected evaluation come from
+    the trial's curve)."""
+    miou, iteration = PROTOCOLS[select]
+    view = trials.copy()
+    view["miou"] = pd.to_numeric(view.get(miou), errors="coerce")
+    view["evaluation"] = view.get(iteration)
+    iou_cols = [c for c in view.columns if c.startswith("iou_")]
+    if select == "last" or not iou_cols:
+        return view
+    view[iou_cols] = math.nan
+    if curves.empty:
+        return view
+    at = curves.set_index(["trial_id", "iteration"])
+    for i, row in view.iterrows():
+        key = (row["trial_id"], row["evaluation"])
+        if pd.notna(row["evaluation"]) and key in at.index:
+            picked = at.loc[key]
+            picked = picked.iloc[0] if isinstance(picked, pd.DataFrame) else picked
+            for col in iou_cols:
+                view.at[i, col] = picked.get(col, math.nan)
+    return view
+
+
+def _ci95(values: np.ndarray) -> tuple[float, float]:
+    if len(values) < 2:
+        return math.nan, math.nan
+    sem = values.std(ddof=1) / math.sqrt(len(values))
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=sem)
+    return float(low), float(high)
+
+
+def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def summarise(view: pd.DataFrame) -> pd.DataFrame:
+    """One row per (experiment, variant) in paper order: trials by status, and over completed
+    trials: n, mean, std, 95% CI, difference to source_only with Welch's p, mean class IoUs."""
+    iou_cols = [c for c in view.columns if c.startswith("iou_")]
     rows = []
-    for (experiment, variant), group in trials.groupby(["experiment", "variant"], sort=False):
-        scored = group[group["status"].isin(["completed", "pruned"])]
-        row = {
-            "experiment": experiment,
-            "variant": variant,
-            "trials": len(group),
-            "completed": int((group["status"] == "completed").sum()),
-            "diverged": int((group["status"] == "diverged").sum()),
-            "pruned": int((group["status"] == "pruned").sum()),
-            "failed": int((group["status"] == "failed").sum()),
-            "seeds": int(scored["seed"].nunique()),
-            "miou_mean": _mean(scored["target_miou"]),
-            "miou_std": _std(scored["target_miou"]),
-            "selected_on": ",".join(sorted(set(group["selection_metric"].dropna()))),
+    for (experiment, variant), group in view.groupby(["experiment", "variant"], sort=False):
+        done = group[group["status"] == "completed"]
+        values = done["miou"].dropna().to_numpy(dtype=float)
+        low, high = _ci95(values)
+        row = {"experiment": experiment, "variant": variant, "trials": len(group)}
+        row |= {s: int((group["status"] == s).sum()) for s in STATUSES}
+        row |= {
+            "n": len(values),
+            "miou_mean": float(values.mean()) if len(values) else math.nan,
+            "miou_std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+            "ci_low": low,
+            "ci_high": high,
         }
-        for col in iou_cols:
-            row[col] = _mean(scored[col])
+        row |= {c: float(done[c].mean()) if len(done) else math.nan for c in iou_cols}
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    table["delta_source_only"], table["p_source_only"] = math.nan, math.nan
+    for i, row in table.iterrows():
+        base = view[
+            (view["experiment"] == row["experiment"])
+            & (view["variant"] == "source_only")
+            & (view["status"] == "completed")
+        ]["miou"].dropna()
+        mine = view[
+            (view["experiment"] == row["experiment"])
+            & (view["variant"] == row["variant"])
+            & (view["status"] == "completed")
+        ]["miou"].dropna()
+        if row["variant"] != "source_only" and len(base) and len(mine):
+            table.at[i, "delta_source_only"] = mine.mean() - base.mean()
+            table.at[i, "p_source_only"] = _welch_p(mine.to_numpy(float), base.to_numpy(float))
     order = {v: i for i, v in enumerate(VARIANTS)}
     table["_order"] = table["variant"].map(order)
     return table.sort_values(["experiment", "_order"]).drop(columns="_order").reset_index(drop=True)
 
 
-def _mean(values: pd.Series) -> float:
-    values = values.dropna()
-    return float(values.mean()) if len(values) else float("nan")
+def _pct(value: float, digits: int = 1) -> str:
+    return "-" if value is None or np.isnan(value) else f"{100 * value:.{digits}f}"
 
 
-def _std(values: pd.Series) -> float:
-    values = values.dropna()
-    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+def _status(row: pd.Series) -> str:
+    parts = [f"{row[s]} {s}" for s in STATUSES if row[s]]
+    return ", ".join(parts) or "none"
 
 
-def _pct(value: float) -> str:
-    return "-" if np.isnan(value) else f"{100 * value:.1f}"
+def _ablation_cells(row: pd.Series) -> list[str]:
+    miou = _pct(row["miou_mean"])
+    if not np.isnan(row["miou_std"]):
+        miou += f" ± {_pct(row['miou_std'])}"
+    ci = "-" if np.isnan(row["ci_low"]) else f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
+    delta = "-" if np.isnan(row["delta_source_only"]) else f"{100 * row['delta_source_only']:+.1f}"
+    p = "-" if np.isnan(row["p_source_only"]) else f"{row['p_source_only']:.3g}"
+    return [row["experiment"], row["variant"], _status(row), str(row["n"]), miou, ci, delta, p]
 
 
-def _miou_cell(row: pd.Series) -> str:
-    if np.isnan(row["miou_std"]):
-        return _pct(row["miou_mean"])
-    return f"{_pct(row['miou_mean'])} ± {_pct(row['miou_std'])}"
+ABLATION_HEADERS = [
+    "experiment",
+    "variant",
+    "trials",
+    "n",
+    "mIoU (%)",
+    "95% CI",
+    "Δ vs source_only",
+    "p (Welch)",
+]
 
 
-def render(summary: pd.DataFrame, fmt: str = "table", console: Console | None = None) -> str:
-    """Print (table) or return (csv, markdown) the summary; mIoU and IoUs in percent."""
-    iou_cols = [c for c in summary.columns if c.startswith("iou_")]
+def protocol_note(select: str) -> str:
+    return (
+        f"Protocol: {PROTOCOL_TEXT[select]}. Completed trials only: mean ± sample std over "
+        "seeds (n), 95% CI from Student's t, Δ = mean minus source_only's in the same "
+        "experiment, p from Welch's t-test. Pruned, diverged and failed trials are counted, "
+        "not averaged. source_only and target_oracle are the bounds."
+    )
+
+
+def _class_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    iou_cols = [c for c in summary.columns if c.startswith("iou_") and summary[c].notna().any()]
+    headers = ["experiment", "variant", *(c.removeprefix("iou_") for c in iou_cols), "mIoU"]
+    rows = [
+        [r["experiment"], r["variant"], *(_pct(r[c]) for c in iou_cols), _pct(r["miou_mean"])]
+        for _, r in summary.iterrows()
+    ]
+    return headers, rows
+
+
+def _markdown(headers: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(out) + "\n"
+
+
+def render(
+    summary: pd.DataFrame, fmt: str = "table", select: str = "last", console: Console | None = None
+) -> str:
+    """Print (table) or return (csv, markdown) the ablation and per-class tables."""
     if fmt == "csv":
-        return summary.to_csv(index=False)
-    headers = ["experiment", "variant", "trials", "status", "mIoU (%)", "selected on"]
-    headers += [c.removeprefix("iou_") for c in iou_cols]
-    lines = []
-    for _, row in summary.iterrows():
-        status = f"{row['completed']} ok"
-        for name in ("pruned", "diverged", "failed"):
-            if row[name]:
-                status += f", {row[name]} {name}"
-        cells = [row["experiment"], row["variant"], str(row["trials"]), status, _miou_cell(row)]
-        cells += [row["selected_on"]] + [_pct(row[c]) for c in iou_cols]
-        lines.append(cells)
+        return summary.assign(protocol=select).to_csv(index=False)
+    ablation = [_ablation_cells(r) for _, r in summary.iterrows()]
+    class_headers, class_rows = _class_cells(summary)
     if fmt == "markdown":
-        out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        out += ["| " + " | ".join(cells) + " |" for cells in lines]
-        return "\n".join(out) + "\n"
-    # A terminal is too narrow for 19 class columns: per-class IoU gets a table of its own.
+        text = _markdown(ABLATION_HEADERS, ablation) + "\n" + protocol_note(select) + "\n"
+        if len(class_headers) > 3:
+            text += "\nPer-class target IoU (%), mean over completed trials:\n\n"
+            text += _markdown(class_headers, class_rows)
+        return text
     console = console or Console()
-    table = Table(title="target mIoU by variant (mean ± std over seeds)")
-    for h in headers[:6]:
-        table.add_column(h, justify="left" if h in ("experiment", "variant", "status") else "right")
-    for cells in lines:
-        table.add_row(*cells[:6])
+    table = Table(title="target mIoU by variant", caption=protocol_note(select))
+    for h in ABLATION_HEADERS:
+        table.add_column(h, justify="left" if h in ("experiment", "variant", "trials") else "right")
+    for cells in ablation:
+        table.add_row(*cells)
     console.print(table)
-    seen = [c for c in iou_cols if summary[c].notna().any()]
-    if seen:
-        per_class = Table(title="per-class target IoU (%), mean over seeds")
-        per_class.add_column("class")
-        for _, row in summary.iterrows():
-            per_class.add_column(f"{row['variant']}", justify="right")
-        for col in seen:
-            per_class.add_row(col.removeprefix("iou_"), *[_pct(v) for v in summary[col]])
+    if len(class_headers) > 3:
+        per_class = Table(title="per-class target IoU (%), mean over completed trials")
+        for h in class_headers:
+            per_class.add_column(h, justify="left" if h in ("experiment", "variant") else "right")
+        for cells in class_rows:
+            per_class.add_row(*cells)
         console.print(per_class)
     return ""
-
-
-def plot_curves(curves: pd.DataFrame, out: Path) -> Path:
-    """Target mIoU against iteration, one line per trial, coloured by variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    colours = {v: f"C{i}" for i, v in enumerate(VARIANTS)}
-    for (variant, _trial), group in curves.groupby(["variant", "trial_id"]):
-        ax.plot(
-            group["iteration"],
-            100 * group["target_miou"],
-            color=colours.get(variant),
-            alpha=0.7,
-            label=variant,
-        )
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=8)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("target mIoU (%)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
 
 
 def print_metrics(metrics: dict, console: Console | None = None) -> None:

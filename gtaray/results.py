@@ -46,7 +46,10 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "status": pa.string(),
     "iterations_done": pa.int64(),
     "target_miou": pa.float64(),
-    "best_target_miou": pa.float64(),
+    "test_miou_target_val": pa.float64(),
+    "iteration_target_val": pa.int64(),
+    "test_miou_source_val": pa.float64(),
+    "iteration_source_val": pa.int64(),
     "target_val_miou": pa.float64(),
     "source_val_miou": pa.float64(),
     "selection_metric": pa.string(),
@@ -105,11 +108,34 @@ def _read(store: Store, key: str) -> pd.DataFrame:
     return pq.read_table(pa.BufferReader(store.read_bytes(key))).to_pandas()
 
 
+# How a trial's test mIoU is read: at the last evaluation, or at the evaluation a validation
+# metric picks (target val: labelled target images held out of training; source val: strict
+# UDA, no target labels). Never at the best test mIoU: that would select on the test split.
+PROTOCOLS = {
+    "last": ("target_miou", "iterations_done"),
+    "target_val": ("test_miou_target_val", "iteration_target_val"),
+    "source_val": ("test_miou_source_val", "iteration_source_val"),
+}
+
+
+def selected_evaluation(curve: list[dict], metric: str) -> dict | None:
+    """The evaluation with the highest `metric` (the earliest among equals), None if none has
+    a finite value."""
+    scored = [r for r in curve if isinstance(r.get(metric), int | float) and r[metric] == r[metric]]
+    return max(scored, key=lambda r: (r[metric], -r["iteration"])) if scored else None
+
+
 def trial_row(
-    exp: Experiment, trial_id: str, last: dict, classes: list[str], error: str | None
+    exp: Experiment,
+    trial_id: str,
+    last: dict,
+    classes: list[str],
+    error: str | None,
+    curve: list[dict] = (),
 ) -> dict:
     """A trial's row but for where and when it ran: its experiment's settings, its last
-    reported metrics, its status (from those), and the error that failed it, if any."""
+    reported metrics, the test mIoU at the evaluations each validation metric selects (from
+    its curve), its status, and the error that failed it, if any."""
 
     def metric(key: str) -> float:
         value = last.get(key)
@@ -136,7 +162,6 @@ def trial_row(
         "iterations_planned": exp.train.iterations,
         "iterations_done": int(last.get("iteration", 0) or 0),
         "target_miou": metric("target_miou"),
-        "best_target_miou": metric("best_target_miou"),
         "target_val_miou": metric("target_val_miou"),
         "source_val_miou": metric("source_val_miou"),
         "selection_metric": exp.sweep.metric,
@@ -147,6 +172,11 @@ def trial_row(
     }
     for name in classes:
         row[iou_column(name)] = metric(iou_column(name))
+    for protocol in ("target_val", "source_val"):
+        miou, iteration = PROTOCOLS[protocol]
+        chosen = selected_evaluation(list(curve), f"{protocol}_miou")
+        row[miou] = float(chosen["target_miou"]) if chosen else math.nan
+        row[iteration] = int(chosen["iteration"]) if chosen else None
     if error is not None:
         row["status"] = "failed"
     elif last.get("diverged"):
@@ -197,25 +227,59 @@ def load_trial(results_dir: str | Path, experiment: str, trial_id: str) -> pd.Se
     return _read(store, key).iloc[0] if store.exists(key) else None
 
 
-def load_trials(results_dir: str | Path, experiment: str | None = None) -> pd.DataFrame:
-    """All trial rows under results_dir (optionally one experiment), one row per trial id."""
+# Without these a file is not a gtaray trial row.
+REQUIRED_COLUMNS = ("experiment", "trial_id", "variant", "status")
+
+
+def load_trials(
+    results_dir: str | Path, experiment: str | None = None, problems: list[str] | None = None
+) -> pd.DataFrame:
+    """All trial rows under results_dir (optionally one experiment), one row per trial id.
+
+    A file that cannot be read or is not a trial row is skipped; rows of an older schema get
+    the missing columns as NaN. Each such case adds a line to `problems`, naming the file."""
     store = Store.at(results_dir)
     experiments = [experiment] if experiment else store.folders()
-    frames = [
-        _read(store, f"{name}/trials/{file}")
-        for name in experiments
-        for file in store.names(f"{name}/trials", ".parquet")
-    ]
+    frames = []
+    for name in experiments:
+        for file in store.names(f"{name}/trials", ".parquet"):
+            key = f"{name}/trials/{file}"
+            try:
+                frame = _read(store, key)
+            except (OSError, ValueError) as e:  # truncated, empty, not Parquet
+                _note(problems, f"{store.uri(key)}: skipped, unreadable ({type(e).__name__})")
+                continue
+            absent = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+            if absent:
+                _note(problems, f"{store.uri(key)}: skipped, not a trial row (no {absent[0]})")
+                continue
+            older = [c for c in TRIAL_COLUMNS if c not in frame.columns]
+            if older:
+                _note(problems, f"{store.uri(key)}: older schema, {len(older)} column(s) empty")
+            frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=list(TRIAL_COLUMNS))
-    table = pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True).reindex(
+        columns=list(dict.fromkeys([*TRIAL_COLUMNS, *(c for f in frames for c in f.columns)]))
+    )
     # One file per trial id already; this guards against copies made by hand.
     return table.drop_duplicates(["experiment", "trial_id"], keep="last").reset_index(drop=True)
 
 
-def load_curves(results_dir: str | Path, experiment: str) -> pd.DataFrame:
+def _note(problems: list[str] | None, message: str) -> None:
+    if problems is not None:
+        problems.append(message)
+
+
+def load_curves(
+    results_dir: str | Path, experiment: str, problems: list[str] | None = None
+) -> pd.DataFrame:
+    """All curve rows of an experiment; unreadable files are skipped and noted."""
     store = Store.at(results_dir)
-    files = store.names(f"{experiment}/curves", ".parquet")
-    if not files:
-        return pd.DataFrame()
-    return pd.concat([_read(store, f"{experiment}/curves/{f}") for f in files], ignore_index=True)
+    frames = []
+    for file in store.names(f"{experiment}/curves", ".parquet"):
+        try:
+            frames.append(_read(store, f"{experiment}/curves/{file}"))
+        except (OSError, ValueError) as e:
+            _note(problems, f"{store.uri(f'{experiment}/curves/{file}')}: skipped ({e!s:.60})")
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -126,7 +126,8 @@ class ResultsWriter(tune.Callback):
                 self.progress.trial_skipped()
             return
         end = datetime.now(UTC)
-        row = trial_row(exp, trial.trial_id, last, self.classes, error=error)
+        curve = self.curves.get(trial.trial_id) or load_curve(self.out, exp.name, trial.trial_id)
+        row = trial_row(exp, trial.trial_id, last, self.classes, error=error, curve=curve)
         row |= self.provenance | {
             "node_id": str(last.get("node_id") or last.get("node_ip", "")),
             "start_time": self.started.get(trial.trial_id, end),
@@ -313,7 +314,8 @@ def _run_tuner(
     driver = tune.with_resources(
         tune.with_parameters(
             trial_driver,
-            base=exp.model_dump(mode="json"),
+            # Absolute: trial processes run in folders of their own.
+            base=exp.with_updates({"results.dir": store.uri()}).model_dump(mode="json"),
             storage=store.uri(f"{exp.name}/train"),
             out=store.uri(),  # absolute: trial processes run in other folders
             step_hook=step_hook,

@@ -32,6 +32,7 @@ from gtaray.data.pairs import TripletStream
 from gtaray.data.splits import Splits, make_splits
 from gtaray.evaluate import evaluate, mean_images
 from gtaray.method import lsd
+from gtaray.samples import save_grid
 
 # Called as hook(rank, iteration) before every step: how tests inject faults into a worker.
 StepHook = Callable[[int, int], None]
@@ -57,7 +58,6 @@ class Worker:
     splits: Splits
     stream: TripletStream
     start: int = 0  # the last iteration already done (a restored checkpoint's)
-    best: float = math.nan
     means: Any = None  # per-domain mean images: G's baseline in the diagnostics
     checkpoint_seconds: float = math.nan  # the previous report's, reported with the next
 
@@ -108,9 +108,7 @@ def _restore(w: Worker) -> None:
     if not saved:
         return
     with saved.as_directory() as folder:
-        w.start, w.best, metrics = checkpoint.restore(
-            Path(folder), w.nets, w.opts, w.stream, w.rank
-        )
+        w.start, metrics = checkpoint.restore(Path(folder), w.nets, w.opts, w.stream, w.rank)
     ray.train.report(metrics)  # ray:
 
 
@@ -167,11 +165,9 @@ def _evaluate_and_report(w: Worker, iteration: int, window: Window, diverged: bo
         metrics = dict.fromkeys(NAN_METRICS, math.nan)
     else:
         metrics = evaluate(w.nets, w.splits, w.exp, w.device, w.means)
-        w.best = np.fmax(w.best, metrics["target_miou"]).item()
     metrics |= {k: v / window.steps for k, v in window.sums.items()}
     metrics |= {
         "iteration": float(iteration),
-        "best_target_miou": w.best,
         "iters_per_second": window.rate,
         "eval_seconds": time.perf_counter() - t0,
         "checkpoint_seconds": w.checkpoint_seconds,
@@ -184,7 +180,7 @@ def _evaluate_and_report(w: Worker, iteration: int, window: Window, diverged: bo
         return metrics
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint.save(Path(folder), w.nets, w.opts, w.stream, metrics, w.rank)
+        checkpoint.save(Path(folder), w.nets, w.opts, w.stream, metrics, w.rank, w.exp)
         ray.train.report(  # ray: rank 0's metrics + every rank's files in one checkpoint
             metrics, checkpoint=ray.train.Checkpoint.from_directory(folder)
         )
@@ -216,6 +212,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         metrics = _evaluate_and_report(w, iteration, window, diverged)
         if progress is not None and w.rank == 0:
             progress.put_nowait(metrics)
+        if last and not diverged and w.rank == 0:  # a picture of what the trial learned
+            run = ray.train.get_context().get_experiment_name()  # ray:
+            save_grid(w.nets, w.splits, exp, w.device, run)
         window = Window()
         if diverged:
             return

@@ -57,6 +57,8 @@ def fit_trial(
     progress: a Ray queue for rank 0's live reports; step_hook: called on every rank before
     every step (tests inject faults with it).
     """
+    # Absolute: workers run in folders of their own (and write the trial's sample picture).
+    exp = exp.with_updates({"results.dir": Store.at(exp.results.dir).uri()})
     trainer = lean_trainer_class()(
         train_fn_per_worker,
         train_loop_config={

@@ -65,7 +65,7 @@ def test_sweep_on_s3_survives_a_kill_resumes_from_the_uri_and_reports(tmp_path, 
 
     report = run_cli("report", out, "--format", "markdown")
     assert report.returncode == 0, report.stderr
-    assert "| smoke | source_only | 1 |" in report.stdout
+    assert "| smoke | source_only | 1 completed | 1 |" in report.stdout
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gtaray.report import render, summarise
+from gtaray.report import protocol_view, render, summarise
 from gtaray.results import (
     TRIAL_COLUMNS,
     load_trials,
@@ -80,28 +80,29 @@ def test_summary_gives_mean_and_std_over_seeds_per_variant(tmp_path):
     ):
         write_trial(row(f"t{i}", variant, seed, miou), CLASSES, tmp_path)
     write_trial(row("t9", "full", 2, math.nan, status="diverged"), CLASSES, tmp_path)
-    summary = summarise(load_trials(tmp_path)).set_index("variant")
+    view = protocol_view(load_trials(tmp_path), pd.DataFrame(), "last")
+    summary = summarise(view).set_index("variant")
     assert summary.loc["full", "miou_mean"] == pytest.approx(0.5)
     assert summary.loc["full", "miou_std"] == pytest.approx(pd.Series([0.4, 0.6]).std())
     assert summary.loc["full", "trials"] == 3 and summary.loc["full", "diverged"] == 1
     assert summary.loc["source_only", "miou_mean"] == pytest.approx(0.25)
     assert list(summary.index) == ["source_only", "full"]  # paper order: bound first
     markdown = render(summary.reset_index(), "markdown")
-    assert "| exp | full | 3 | 2 ok, 1 diverged | 50.0 ± 14.1 |" in markdown
-    assert "| exp | source_only | 2 | 2 ok | 25.0 ± 7.1 |" in markdown
+    assert "| exp | full | 2 completed, 1 diverged | 2 | 50.0 ± 14.1 |" in markdown
+    assert "| exp | source_only | 2 completed | 2 | 25.0 ± 7.1 |" in markdown
 
 
-def test_curve_plot_is_written(tmp_path):
-    from gtaray.report import plot_curves
+def test_curve_plot_has_a_band_per_variant(tmp_path):
+    from gtaray.plots import plot_curves
     from gtaray.results import load_curves, write_curve
 
-    for trial, variant in (("a", "full"), ("b", "source_only")):
+    for trial, variant in (("a", "full"), ("b", "source_only"), ("c", "full")):
         rows = [
             {"iteration": i, "target_miou": 0.1 * i, "variant": variant, "trial_id": trial}
             for i in (1, 2, 3)
         ]
         write_curve(rows, tmp_path, "exp", trial)
     curves = load_curves(tmp_path, "exp")
-    assert len(curves) == 6
+    assert len(curves) == 9
     out = plot_curves(curves, tmp_path / "exp" / "curves.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ import pytest
 
 from gtaray.config import load_experiment
 from gtaray.sweep import run_sweep
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -48,6 +48,11 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
     assert len(pruned) >= 1, rows[["lr_f", "status", "target_val_miou"]]
     assert (pruned["iterations_done"] < 9).all()
     assert set(rows["status"]) <= {"completed", "pruned"}
+    # The report summarises a search: ranked on the validation metric, the best as -o flags.
+    report = run_cli("report", str(tmp_path), "--format", "markdown")
+    assert report.returncode == 0, report.stderr
+    assert "Search smoke:" in report.stdout and "Ranked by target_val_miou" in report.stdout
+    assert "Best configuration: -o optim.lr_f=" in report.stdout
 
 
 def test_diverging_trial_is_a_row_and_the_sweep_goes_on(tmp_path, ray_address):

@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from gtaray.results import TRIAL_COLUMNS
 from tests.conftest import EXPERIMENTS, ROOT, run_cli
@@ -70,7 +71,14 @@ def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_addr
     curves = pd.concat(pd.read_parquet(f) for f in (out / "smoke" / "curves").glob("*.parquet"))
     assert sorted(curves.groupby("trial_id").size().unique()) == [2]  # evals at 3 and 6
 
-    report = run_cli("report", str(out), "--format", "markdown")
+    # Each trial saved its picture: 2 image pairs x (source, G, target, G, prediction, label).
+    samples = sorted((out / "smoke" / "samples").glob("*.png"))
+    assert len(samples) == 4
+    assert Image.open(samples[0]).size == (6 * 64, 2 * 32)
+
+    report = run_cli("report", str(out), "--format", "markdown", "--plots", str(tmp_path / "fig"))
     assert report.returncode == 0, report.stderr
     for variant in ("source_only", "target_oracle"):
-        assert f"| smoke | {variant} | 2 |" in report.stdout
+        assert f"| smoke | {variant} | 2 completed | 2 |" in report.stdout
+    figures = sorted(p.name for p in (tmp_path / "fig").rglob("*.png"))
+    assert "smoke-curves.png" in figures and len(figures) == 2 + 4  # curves, classes, samples

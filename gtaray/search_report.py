@@ -1,0 +1,120 @@
+"""What a search sweep found: the top trials by the sweep's validation metric, parameter
+importances (Optuna's own, on a study rebuilt from the finished rows), and the best
+configuration as a ready `-o` line. Never ranked by test mIoU: that is only shown beside.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from gtaray.config import Experiment, LogUniform, field_path
+
+
+@dataclass
+class SearchSummary:
+    metric: str  # the validation metric the sweep selected on
+    params: list[str]  # searched experiment keys (optim.lr_f, ...)
+    top: pd.DataFrame  # best first: trial_id, status, the params, the metric, target_miou
+    importances: dict[str, float]  # {key: importance}, most important first ({} if too few)
+    best_overrides: str  # "-o optim.lr_f=... -o method.variant=..."
+
+
+def _column(key: str) -> str:
+    """The row column of a searched key: optim.lr_f -> lr_f, method.variant -> variant."""
+    return key.rsplit(".", 1)[1]
+
+
+def _distributions(exp: Experiment) -> dict:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    out = {}
+    for name, value in exp.sweep.space:
+        if isinstance(value, LogUniform):
+            out[field_path(name)] = FloatDistribution(value.low, value.high, log=True)
+        elif value is not None:
+            out[field_path(name)] = CategoricalDistribution(list(value))
+    return out
+
+
+def importances(rows: pd.DataFrame, exp: Experiment, metric: str) -> dict[str, float]:
+    """Optuna's parameter importances (its default evaluator) over completed trials."""
+    import optuna
+
+    distributions = _distributions(exp)
+    done = rows[(rows["status"] == "completed") & rows[metric].notna()]
+    if len(done) < 2 or not distributions:
+        return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for _, row in done.iterrows():
+        params = {}
+        for key, dist in distributions.items():
+            value = row[_column(key)]
+            params[key] = value if hasattr(dist, "choices") else float(value)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=distributions, value=float(row[metric])
+            )
+        )
+    return dict(optuna.importance.get_param_importances(study))
+
+
+def summarise_search(rows: pd.DataFrame, exp: Experiment, k: int = 5) -> SearchSummary:
+    metric = exp.sweep.metric
+    params = list(_distributions(exp))
+    columns = ["trial_id", "status", *(_column(p) for p in params), metric, "target_miou"]
+    ranked = rows.sort_values(metric, ascending=False, na_position="last")[columns]
+    best = ranked[ranked["status"] == "completed"].head(1)
+    overrides = ""
+    if len(best):
+        values = best.iloc[0]
+        parts = []
+        for key in params:
+            value = values[_column(key)]
+            parts.append(
+                f"-o {key}={value:.4g}" if isinstance(value, float) else f"-o {key}={value}"
+            )
+        overrides = " ".join(parts)
+    return SearchSummary(metric, params, ranked.head(k), importances(rows, exp, metric), overrides)
+
+
+def render_search(summary: SearchSummary, fmt: str = "table", console=None) -> str:
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.4g}"
+        return str(value)
+
+    headers = list(summary.top.columns)
+    rows = [[cell(v) for v in r] for r in summary.top.itertuples(index=False)]
+    lines = [f"Ranked by {summary.metric} (validation; target_miou is the test split, shown only)."]
+    if summary.importances:
+        lines.append(
+            "Parameter importance (Optuna): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in summary.importances.items())
+        )
+    else:
+        lines.append("Parameter importance: needs at least 2 completed trials.")
+    if summary.best_overrides:
+        lines.append(f"Best configuration: {summary.best_overrides}")
+    if fmt == "markdown":
+        out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(out) + "\n\n" + "\n".join(lines) + "\n"
+    if fmt == "csv":
+        return summary.top.to_csv(index=False)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"top {len(rows)} trials of the search")
+    for h in headers:
+        table.add_column(h)
+    for r in rows:
+        table.add_row(*r)
+    console = console or Console()
+    console.print(table)
+    for line in lines:
+        console.print(line)
+    return ""
