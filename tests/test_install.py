@@ -17,7 +17,8 @@ def test_gtaray_imports_without_ray():
 
     code = (
         "import sys, gtaray.config, gtaray.method.lsd, gtaray.metrics, gtaray.data.splits, "
-        "gtaray.plan, gtaray.results, gtaray.report; "
+        "gtaray.plan, gtaray.results, gtaray.report, gtaray.report_run, gtaray.preflight, "
+        "gtaray.storage, gtaray.evaluate, gtaray.samples, gtaray.knn, gtaray.checkpoint; "
         "assert 'ray' not in sys.modules, 'the method and data must not import Ray'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
