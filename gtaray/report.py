@@ -185,19 +185,32 @@ def render(
             text += _markdown(class_headers, class_rows)
         return text
     console = console or Console()
-    table = Table(title="target mIoU by variant", caption=protocol_note(select))
-    for h in ABLATION_HEADERS:
+    # A terminal is narrower than a paper: one experiment goes in the title, and per-class
+    # IoU is transposed (a row per class) when its columns do not fit.
+    experiments = summary["experiment"].unique()
+    single = len(experiments) == 1
+    title = f"{experiments[0]}: " if single else ""
+    table = Table(title=f"{title}target mIoU by variant", caption=protocol_note(select))
+    for h in ABLATION_HEADERS[single:]:
         table.add_column(h, justify="left" if h in ("experiment", "variant", "trials") else "right")
     for cells in ablation:
-        table.add_row(*cells)
+        table.add_row(*cells[single:])
     console.print(table)
-    if len(class_headers) > 3:
-        per_class = Table(title="per-class target IoU (%), mean over completed trials")
-        for h in class_headers:
+    if len(class_headers) <= 3:
+        return ""
+    per_class = Table(title=f"{title}per-class target IoU (%), mean over completed trials")
+    if 7 * len(class_headers) + 20 <= console.width:
+        for h in class_headers[single:]:
             per_class.add_column(h, justify="left" if h in ("experiment", "variant") else "right")
         for cells in class_rows:
-            per_class.add_row(*cells)
-        console.print(per_class)
+            per_class.add_row(*cells[single:])
+    else:
+        per_class.add_column("class")
+        for cells in class_rows:
+            per_class.add_column(cells[1] if single else f"{cells[0]}/{cells[1]}", justify="right")
+        for i, name in enumerate(class_headers[2:], start=2):
+            per_class.add_row(name, *(cells[i] for cells in class_rows))
+    console.print(per_class)
     return ""
 
 
