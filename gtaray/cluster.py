@@ -149,12 +149,14 @@ def check_cluster(exp: Experiment) -> None:
     cannot place, results in a folder the nodes do not share, and data or weights a worker
     node does not have."""
     wait_for_resources(exp)
-    nodes = worker_nodes(exp)
+    count = len(live_nodes())
+    if count == 1:  # the node the driver runs on: the local preflight has checked it
+        return
     store = Store.at(exp.results.dir)
-    if len(live_nodes()) > 1 and store.kind is None:
+    if store.kind is None:
         raise ConfigError(
             f"results.dir: {store.root} is a local folder, but this Ray cluster has "
-            f"{len(live_nodes())} nodes that must all write to it; use s3://bucket/prefix, "
+            f"{count} nodes that must all write to it; use s3://bucket/prefix, "
             "gs://bucket/prefix, or file:///path for a folder every node mounts (NFS)"
         )
     paths = []
@@ -165,12 +167,12 @@ def check_cluster(exp: Experiment) -> None:
 
         paths.append(str(resolve_source(exp.model.pretrained)))
     marker = None
-    if store.kind == "file" and len(live_nodes()) > 1:  # a mount must really be shared
+    if store.kind == "file":  # a mount must really be shared
         marker = f".gtaray-shared-{uuid.uuid4().hex}"
         store.write_atomic(marker, b"")
         paths.append(store.path(marker))
     try:
-        missing = _missing_on_nodes(nodes, paths) if paths and len(live_nodes()) > 1 else {}
+        missing = _missing_on_nodes(worker_nodes(exp), paths) if paths else {}
     finally:
         if marker:
             store.fs.delete_file(store.path(marker))
