@@ -68,7 +68,7 @@ def param_space(exp: Experiment) -> dict[str, Any]:
 class ResultsWriter(tune.Callback):
     """Turns Tune's trial events into Parquet rows and curves, and drives the progress view."""
 
-    def __init__(self, exp: Experiment, out: Path):
+    def __init__(self, exp: Experiment, out: str):  # results.dir, absolute (path or URI)
         self.exp, self.out = exp, out
         self.classes = class_names(exp)
         self.started: dict[str, datetime] = {}
