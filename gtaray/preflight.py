@@ -40,9 +40,18 @@ def _check_writable(results_dir: Path) -> None:
         raise ConfigError(f"results.dir: {existing} is not writable")
 
 
-def read_snapshot(exp: Experiment) -> dict | None:
-    """The experiment.json of an experiment folder, None if there is none."""
-    store, key = Store.at(exp.results.dir), f"{exp.name}/{SNAPSHOT}"
+def write_snapshot(exp: Experiment) -> None:
+    """Record the config (and its hash) an experiment folder runs with."""
+    snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
+    Store.at(exp.results.dir).write_atomic(
+        f"{exp.name}/{SNAPSHOT}", json.dumps(snapshot, indent=2).encode()
+    )
+
+
+def read_snapshot(results_dir: str, name: str) -> dict | None:
+    """The experiment.json of an experiment folder, None if there is none; ConfigError if it
+    is unreadable or not gtaray's."""
+    store, key = Store.at(results_dir), f"{name}/{SNAPSHOT}"
     path = store.uri(key)
     if not store.exists(key):
         return None
@@ -72,7 +81,7 @@ def check_start(exp: Experiment, resume: bool) -> bool:
     for key in (exp.name, *(f"{exp.name}/{sub}" for sub in RESULT_FOLDERS)):
         if store.is_file(key):
             raise ConfigError(f"{store.uri(key)}: is a file where gtaray keeps a folder")
-    snapshot = read_snapshot(exp)
+    snapshot = read_snapshot(exp.results.dir, exp.name)
     if snapshot is None:
         return False
     if snapshot["config_hash"] != exp.config_hash():

@@ -8,7 +8,6 @@ error (the CLI exits 2).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from rich.console import Console
 from gtaray import plots
 from gtaray.config import Experiment
 from gtaray.errors import ConfigError
-from gtaray.preflight import SNAPSHOT
+from gtaray.preflight import read_snapshot
 from gtaray.report import protocol_view, render, summarise
 from gtaray.results import load_curves, load_trials
 from gtaray.search_report import render_search, summarise_search
@@ -28,9 +27,9 @@ from gtaray.storage import Store
 def _snapshot(folder: str, name: str) -> Experiment | None:
     """The experiment an experiment folder was started with, None if unreadable."""
     try:
-        tree = json.loads(Store.at(folder).read_bytes(f"{name}/{SNAPSHOT}"))
-        return Experiment.model_validate(tree["experiment"])
-    except (OSError, ValueError, KeyError, TypeError):
+        snapshot = read_snapshot(folder, name)
+        return Experiment.model_validate(snapshot["experiment"]) if snapshot else None
+    except (OSError, ValueError, KeyError, TypeError):  # ConfigError is a ValueError
         return None
 
 

@@ -41,11 +41,6 @@ class Store:
         """A folder of this machine's filesystem (a plain path or file://)."""
         return self.kind in (None, "file")
 
-    @property
-    def shared_by_declaration(self) -> bool:
-        """Every node can see it: an object store, or file:// (a mount the user says is shared)."""
-        return self.kind is not None
-
     def path(self, relative: str = "") -> str:
         return f"{self.root}/{relative}".rstrip("/") if relative else self.root
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
 from gtaray.data.splits import class_names
 from gtaray.errors import ResultsWriteError
 from gtaray.plan import plan
-from gtaray.preflight import SNAPSHOT, check_start, experiment_dir
+from gtaray.preflight import check_start, experiment_dir, write_snapshot
 from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
 from gtaray.results import (
@@ -285,8 +284,7 @@ def run_sweep(
         with open(log_path, "a") as log:
             log.write((Path(scratch) / "start.log").read_text())
     restorable = restorable and tune.Tuner.can_restore(store.uri(f"{exp.name}/tune"))
-    snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
-    store.write_atomic(f"{exp.name}/{SNAPSHOT}", json.dumps(snapshot, indent=2).encode())
+    write_snapshot(exp)
 
     try:
         with output_to_log(log_path) as terminal:
