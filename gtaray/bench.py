@@ -1,37 +1,127 @@
-"""`gtaray bench`: the speed figures the README reports, measured on this machine.
+"""`gtaray bench`: the speed figures the README and docs/benchmarks.md report, measured here.
 
-    gtaray bench                       # all sections, results/bench.json for --dry-run estimates
-    gtaray bench --only step,data      # just train_step and the synthetic data
+    gtaray bench --quick --json bench.json          # every section, small, under a minute on 2 CPUs
+    gtaray bench --device cuda --size 1024x512 --width 1.0 --only step,switches
+    gtaray bench FILE --only step,trial             # figures for FILE's `--dry-run` estimate
 
-Sections:
-  data     synthetic scenes rendered per second (one core, both styles)
-  step     train_step iterations/s per variant, bare PyTorch (no Ray)
-  trainer  the same loop inside a TorchTrainer (1 and 2 workers): ratio to bare, eval and
-           checkpoint cost
-  trial    per-trial fixed cost in a Tune sweep: trial start -> first report, sweep packing
+Sections (side by side in one run; a rich table, and JSON into results.dir/bench.json and --json):
+  data      synthetic scenes rendered per second (one core, both styles)
+  step      the bare training loop (stream, copy to device, lsd.step; no Ray) per variant:
+            iterations/s, FLOPs per iteration (torch.utils.flop_counter), achieved TFLOP/s, MFU
+            against the GPU's bf16 dense peak (PEAK_TFLOPS), peak memory
+  switches  the `full` step under each fast-path switch alone and all together, against fp32
+            eager: speed-up and how far the first step's losses move
+  trainer   the same loop in a 1-worker TorchTrainer (ray_over_bare_ratio) and with 2 workers
+  trial     per-trial fixed cost in a Tune sweep (trial start -> first report) and packing
 """
 
 from __future__ import annotations
 
 import json
 import math
+import resource
 import time
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
 
 from gtaray.config import VARIANTS, ConfigError, Experiment, load_experiment, scheme
-from gtaray.data.pairs import TripletStream
 from gtaray.data.splits import make_splits
 from gtaray.method import lsd
 from gtaray.plan import BENCH_FILE
+from gtaray.runtime import compile_nets, place, to_device, training_stream
 
-SECTIONS = ("data", "step", "trainer", "trial")
+SECTIONS = ("data", "step", "switches", "trainer", "trial")
+# Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets, no sparsity), by a substring of
+# torch.cuda.get_device_name(); the first match wins, so longer names come first.
+PEAK_TFLOPS = {
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "H200": 989.0,
+    "GH200": 989.0,
+    "B200": 2250.0,
+    "A100": 312.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "V100": 125.0,  # fp16: V100 has no bf16
+    "T4": 65.0,  # fp16
+}
+SWITCHES = {
+    "bf16": {"train.precision": "bf16"},
+    "channels_last": {"train.channels_last": True},
+    "compile": {"train.compile": True},
+    "fused_adam": {"train.fused_adam": True},
+    "cudnn_benchmark": {"train.cudnn_benchmark": True},
+}
+SWITCHES_ALL = {k: v for s in SWITCHES.values() for k, v in s.items()}
+QUICK = {  # --quick: tiny images and nets, few steps
+    "data.width": 64,
+    "data.height": 32,
+    "data.source_train": 16,
+    "data.target_train": 16,
+    "data.source_val": 4,
+    "data.target_val": 4,
+    "data.target_test": 8,
+    "model.width": 0.0625,
+}
 
 
-def bench_data(exp: Experiment, images: int = 100) -> dict[str, float]:
+def peak_tflops(device_name: str) -> float | None:
+    return next((v for k, v in PEAK_TFLOPS.items() if k in device_name), None)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Loop:
+    """The bare training loop of one experiment: what a Ray worker runs, without Ray."""
+
+    def __init__(self, exp: Experiment) -> None:
+        self.exp = exp
+        self.device = torch.device(exp.scaling.device)
+        if self.device.type == "cpu":  # as many threads as one Ray worker gets
+            torch.set_num_threads(max(1, int(exp.scaling.cpus_per_worker)))
+        torch.manual_seed(exp.train.seed)
+        self.nets = lsd.build(exp)
+        place(self.nets, exp, self.device)
+        self.opts = lsd.make_optimizers(self.nets, exp)
+        compile_nets(self.nets, exp)
+        self.stream = training_stream(exp, make_splits(exp), 0, 1, self.device)
+
+    def batch(self) -> dict:
+        return to_device(next(self.stream), self.device, self.exp.train.channels_last)
+
+    def step(self) -> dict[str, torch.Tensor]:
+        return lsd.step(self.nets, self.opts, self.batch(), self.exp)
+
+    def rate(self, steps: int) -> float:
+        """Iterations/s over `steps` steps (the device's time: synced at both ends only)."""
+        _sync(self.device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        _sync(self.device)
+        return steps / (time.perf_counter() - t0)
+
+    def flops(self) -> int:
+        """FLOPs of one iteration, forward and backward of every update (counted, eager)."""
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.step()
+        return int(counter.get_total_flops())
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def bench_data(exp: Experiment, images: int) -> dict[str, float]:
     from gtaray.data.synthetic import render
 
     torch.set_num_threads(1)
@@ -46,24 +136,98 @@ def bench_data(exp: Experiment, images: int = 100) -> dict[str, float]:
 
 
 def step_rate(exp: Experiment, steps: int, warmup: int = 2) -> float:
-    """Iterations/s of the training loop body (data + train_step), bare PyTorch, on as many
-    threads as one Ray worker gets (Ray sets OMP_NUM_THREADS to the worker's CPUs)."""
-    torch.set_num_threads(max(1, int(exp.scaling.cpus_per_worker)))
-    torch.manual_seed(exp.train.seed)
-    nets = lsd.build(exp)
-    opts = lsd.make_optimizers(nets, exp)
-    splits = make_splits(exp)
-    stream = TripletStream(splits.source_train, splits.target_train, exp.train.batch_size, 0)
-    for _ in range(warmup):
-        lsd.train_step(nets, opts, next(stream), exp)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        lsd.train_step(nets, opts, next(stream), exp)
-    return steps / (time.perf_counter() - t0)
+    """Iterations/s of the bare loop (the figure `--dry-run` estimates use)."""
+    loop = Loop(exp)
+    try:
+        for _ in range(warmup):
+            loop.step()
+        return loop.rate(steps)
+    finally:
+        loop.close()
 
 
-def bench_step(exp: Experiment, steps: int) -> dict[str, float]:
-    return {v: step_rate(exp.with_updates({"method.variant": v}), steps) for v in VARIANTS}
+def bench_step(exp: Experiment, steps: int, warmup: int) -> dict[str, dict]:
+    device = torch.device(exp.scaling.device)
+    peak = peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    out: dict[str, dict] = {
+        k: {}
+        for k in ("iters_per_second", "flops_per_iteration", "tflops_per_second", "mfu")
+        + ("peak_memory_bytes",)
+    }
+    for variant in VARIANTS:
+        loop = Loop(exp.with_updates({"method.variant": variant}))
+        try:
+            for _ in range(warmup):
+                loop.step()
+            flops = loop.flops()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            rate = loop.rate(steps)
+        finally:
+            loop.close()
+        achieved = flops * rate / 1e12
+        out["iters_per_second"][variant] = rate
+        out["flops_per_iteration"][variant] = flops
+        out["tflops_per_second"][variant] = achieved
+        out["mfu"][variant] = achieved / peak if peak else None
+        out["peak_memory_bytes"][variant] = (
+            torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _peak_rss()
+        )
+    out["peak_tflops"] = peak
+    out["memory_measure"] = "max_memory_allocated" if device.type == "cuda" else "process peak RSS"
+    return out
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def first_losses(exp: Experiment) -> dict[str, float]:
+    """The loss terms of a fresh run's first step, without dropout (which a switch such as
+    channels_last changes: masks are drawn in memory order), so only arithmetic differs."""
+    loop = Loop(exp.with_updates({"model.dropout": 0.0}))
+    try:
+        return {k: float(v) for k, v in loop.step().items()}
+    finally:
+        loop.close()
+
+
+def loss_drift(a: dict[str, float], b: dict[str, float]) -> float:
+    """Largest relative difference between two steps' loss terms."""
+    return max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-12) for k in a)
+
+
+def bench_switches(exp: Experiment, steps: int, warmup: int, quick: bool) -> dict[str, dict]:
+    """The `full` step under each switch, against fp32 eager (everything off). --quick leaves
+    out torch.compile (its compilation alone takes about a minute on 2 CPUs)."""
+    base = exp.with_updates(
+        {"method.variant": "full"} | {k: False for k in SWITCHES_ALL} | {"train.precision": "fp32"}
+    )
+    switches = {k: v for k, v in SWITCHES.items() if not (quick and k == "compile")}
+    together = {k: v for s in switches.values() for k, v in s.items()}
+    reference = first_losses(base)
+    out: dict[str, dict] = {}
+    for name, updates in ({"fp32_eager": {}} | switches | {"all": together}).items():
+        run = base.with_updates(updates)
+        loop = Loop(run)
+        try:
+            t0 = time.perf_counter()
+            for _ in range(warmup):  # compile happens here
+                loop.step()
+            _sync(loop.device)
+            warm = time.perf_counter() - t0
+            rate = loop.rate(steps)
+        finally:
+            loop.close()
+        out[name] = {
+            "iters_per_second": rate,
+            "warmup_s": warm,
+            "loss_drift": loss_drift(reference, first_losses(run)),
+        }
+    for entry in out.values():
+        entry["speedup"] = entry["iters_per_second"] / out["fp32_eager"]["iters_per_second"]
+    torch.backends.cudnn.benchmark = False
+    return out
 
 
 def bench_trainer(exp: Experiment, steps: int, storage: Path) -> dict[str, float]:
@@ -72,17 +236,20 @@ def bench_trainer(exp: Experiment, steps: int, storage: Path) -> dict[str, float
 
     init_ray()
     out: dict[str, float] = {}
-    # Two evaluations: the second one's report carries the first checkpoint's cost.
+    # Two evaluations: the second window is warm, and its report carries the first
+    # checkpoint's cost.
     run = exp.with_updates({"train.iterations": 2 * steps, "train.eval_every": steps})
     out["bare_its"] = step_rate(run, steps)
     for workers in (1, 2):
         scaled = run.with_updates({"scaling.num_workers": workers})
         result = fit_trial(scaled, f"bench-{workers}w-{time.time_ns()}", storage)
         out[f"ray_{workers}w_its"] = float(result.metrics["iters_per_second"])
+        out[f"data_wait_{workers}w"] = float(result.metrics["data_wait_fraction"])
         out[f"eval_{workers}w_s"] = float(result.metrics["eval_seconds"])
         out[f"checkpoint_{workers}w_s"] = float(result.metrics["checkpoint_seconds"])
-    out["ratio_1w"] = out["ray_1w_its"] / out["bare_its"]
-    out["samples_ratio_2w_vs_1w"] = 2 * out["ray_2w_its"] / out["ray_1w_its"]
+    out["ray_over_bare_ratio"] = out["ray_1w_its"] / out["bare_its"]
+    # Samples per second with 2 workers over 1 (each worker steps its own batch).
+    out["two_over_one_worker_samples_ratio"] = 2 * out["ray_2w_its"] / out["ray_1w_its"]
     return out
 
 
@@ -114,46 +281,76 @@ def bench_trial(exp: Experiment, trials: int, folder: Path) -> dict[str, float]:
         "trial_to_first_report_max_s": float(first.max()),
         "sweep_wall_s": wall,
         "sum_trial_s": float(rows["wall_seconds"].sum()),
+        # 1.0: the sweep took as long as its trials, `concurrency` at a time, back to back.
         "packing": wall / (rows["wall_seconds"].sum() / concurrency),
     }
 
 
-def run(sections: tuple[str, ...], exp: Experiment, steps: int, console: Console) -> dict:
-    results: dict = {
+def _about(exp: Experiment) -> dict:
+    device = torch.device(exp.scaling.device)
+    return {
         "experiment": exp.name,
         "size": [exp.data.width, exp.data.height],
         "width": exp.model.width,
+        "batch_size": exp.train.batch_size,
         "device": exp.scaling.device,  # --dry-run uses figures of the same device only
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpus_per_worker": exp.scaling.cpus_per_worker,
+        "torch": torch.__version__,
     }
+
+
+def run(
+    sections: tuple[str, ...],
+    exp: Experiment,
+    steps: int,
+    console: Console,
+    quick: bool = False,
+    json_file: Path | None = None,
+) -> dict:
     if scheme(exp.results.dir):
         raise ConfigError(f"results.dir: gtaray bench writes a local folder, got {exp.results.dir}")
     folder = Path(exp.results.dir).resolve()
+    warmup = 1 if quick else 2
+    results: dict = _about(exp)
+    t0 = time.perf_counter()
     if "data" in sections:
-        results["synthetic_images_per_s"] = bench_data(exp)
+        results["synthetic_images_per_s"] = bench_data(exp, 10 if quick else 100)
     if "step" in sections:
-        results["iters_per_second"] = bench_step(exp, steps)
+        results["step"] = bench_step(exp, steps, warmup)
+        results["iters_per_second"] = results["step"]["iters_per_second"]  # for --dry-run
+    if "switches" in sections:
+        results["switches"] = bench_switches(exp, steps, warmup, quick)
     if "trainer" in sections:
         results["trainer"] = bench_trainer(exp, steps, folder / "bench-train")
+        results["ray_over_bare_ratio"] = results["trainer"]["ray_over_bare_ratio"]
     if "trial" in sections:
-        results["trial"] = bench_trial(exp, 4, folder)
+        results["trial"] = bench_trial(exp, 2 if quick else 4, folder)
         results["trial_overhead_s"] = results["trial"]["trial_to_first_report_s"]
+    results["bench_seconds"] = time.perf_counter() - t0
     path = folder / BENCH_FILE
     previous = json.loads(path.read_text()) if path.exists() else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(previous | results, indent=2))
+    if json_file is not None:
+        json_file.write_text(json.dumps(results, indent=2))
     show(results, console)
-    console.print(f"written: {path}")
+    console.print(f"written: {path}" + (f" and {json_file}" if json_file else ""))
     return results
 
 
 def show(results: dict, console: Console) -> None:
-    table = Table(
-        title=f"gtaray bench ({results['size'][0]}x{results['size'][1]}, width {results['width']})"
-    )
+    about = f"{results['size'][0]}x{results['size'][1]}, width {results['width']}"
+    table = Table(title=f"gtaray bench ({about}, {results['device_name']})")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for name, value in _flatten(results):
-        if isinstance(value, float):
+    shown = {"iters_per_second", "ray_over_bare_ratio", "trial_overhead_s"}  # repeated
+    for name, value in _flatten({k: v for k, v in results.items() if k not in shown}):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, int) and value >= 1e6:
+            table.add_row(name, f"{value:.3e}")
+        else:
             table.add_row(name, "nan" if math.isnan(value) else f"{value:.3g}")
     console.print(table)
 
@@ -166,6 +363,14 @@ def _flatten(tree: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-def main(file: Path | None, sections: tuple[str, ...], steps: int, overrides: list[str]) -> dict:
-    exp = load_experiment(file or Path(__file__).parent / "bench.yaml", overrides)
-    return run(sections, exp, steps, Console())
+def main(
+    file: Path | None,
+    sections: tuple[str, ...],
+    steps: int,
+    overrides: list[str],
+    quick: bool = False,
+    json_file: Path | None = None,
+) -> dict:
+    defaults = [f"{k}={v}" for k, v in QUICK.items()] if quick else []
+    exp = load_experiment(file or Path(__file__).parent / "bench.yaml", defaults + overrides)
+    return run(sections, exp, steps, Console(), quick, json_file)

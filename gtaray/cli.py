@@ -230,25 +230,52 @@ def bench(
     file: Annotated[
         Path | None, typer.Argument(help="experiment to measure (default: built-in)")
     ] = None,
-    only: Annotated[str, typer.Option(help="comma-separated: data,step,trainer,trial")] = (
-        "data,step,trainer,trial"
-    ),
-    steps: Annotated[int, typer.Option(help="timed iterations per measurement")] = 10,
+    only: Annotated[
+        str, typer.Option(help="comma-separated: data,step,switches,trainer,trial")
+    ] = "data,step,switches,trainer,trial",
+    quick: Annotated[
+        bool, typer.Option("--quick", help="tiny sizes and few steps: under a minute on 2 CPUs")
+    ] = False,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures to this file")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda")] = None,
+    size: Annotated[str | None, typer.Option(help="image size WxH, e.g. 1024x512")] = None,
+    width: Annotated[float | None, typer.Option(help="model.width (1.0: paper's)")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="timed iterations per measurement (default 10, quick 3)")
+    ] = None,
     override: Overrides = None,
 ) -> None:
-    """Measure data, train_step, TorchTrainer and per-trial costs into results.dir/bench.json."""
+    """Measure the data, the step (speed, FLOPs, MFU, memory), the fast-path switches, the
+    TorchTrainer overhead and per-trial costs into results.dir/bench.json (and --json)."""
     from gtaray.bench import SECTIONS, main
 
     sections = tuple(s.strip() for s in only.split(",") if s.strip())
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown or not sections:
         fail(f"--only: unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    steps = steps if steps is not None else (3 if quick else 10)
     if steps < 1:  # zero or negative steps would write meaningless rates
         fail(f"--steps: must be >= 1, got {steps}")
+    overrides = list(override or [])
+    if device is not None:
+        if device not in ("cpu", "cuda"):
+            fail(f"--device: cpu or cuda, got {device!r}")
+        overrides.append(f"scaling.use_gpu={device == 'cuda'}")
+    if size is not None:
+        match = re.fullmatch(r"(\d+)x(\d+)", size)
+        if not match:
+            fail(f"--size: WxH such as 1024x512, got {size!r}")
+        overrides += [f"data.width={match[1]}", f"data.height={match[2]}"]
+    if width is not None:
+        overrides.append(f"model.width={width}")
+    if json_file is not None and not json_file.parent.is_dir():
+        fail(f"--json: {json_file.parent} is not a folder")
     if file is not None:
-        _load(file, override)  # validate before anything runs
+        _load(file, overrides)  # validate before anything runs
     with user_errors():
-        main(file, sections, steps, override or [])
+        main(file, sections, steps, overrides, quick, json_file)
 
 
 @data_app.command("check")

@@ -174,9 +174,14 @@ class Train(_Frozen):
     eval_every: int = Field(1_000, ge=1)
     batch_size: int = Field(1, ge=1)
     seed: Seed = 0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # Fast-path switches; measured effects in docs/benchmarks.md.
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast around the forward passes
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile every net (after DDP wrapping)
+    fused_adam: bool = False  # Adam(fused=True): one kernel per optimizer step
+    cudnn_benchmark: bool = False  # let cuDNN time its algorithms (GPU; fixed input sizes)
+    # DataLoader processes decoding batches ahead of the step; None: cpus_per_worker - 1.
+    loader_workers: int | None = Field(None, ge=0)
     num_to_keep: int = Field(2, ge=1)
     max_failures: int = Field(0, ge=-1)
 

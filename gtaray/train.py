@@ -32,6 +32,7 @@ from gtaray.data.pairs import TripletStream
 from gtaray.data.splits import Splits, make_splits
 from gtaray.evaluate import evaluate, mean_images
 from gtaray.method import lsd
+from gtaray.runtime import compile_nets, place, to_device, training_stream
 from gtaray.samples import save_grid
 
 # Called as hook(rank, iteration) before every step: how tests inject faults into a worker.
@@ -64,23 +65,37 @@ class Worker:
 
 @dataclass
 class Window:
-    """Losses and timings since the last report."""
+    """Losses and timings since the last report. Losses stay on the device and are summed
+    there: nothing in a step waits for the GPU; `close` reads them once per report."""
 
-    sums: dict[str, float] = field(default_factory=dict)
-    last: dict[str, float] = field(default_factory=dict)
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    last: dict[str, torch.Tensor] = field(default_factory=dict)
     steps: int = 0
-    seconds: float = 0.0
+    data_seconds: float = 0.0  # waiting for the next batch (the loader's lag behind compute)
+    started: float = field(default_factory=time.perf_counter)
 
-    def add(self, losses: dict[str, float], seconds: float) -> None:
+    def add(self, losses: dict[str, torch.Tensor], data_seconds: float) -> None:
         for k, v in losses.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.last = losses
         self.steps += 1
-        self.seconds += seconds
+        self.data_seconds += data_seconds
 
-    @property
-    def rate(self) -> float:
-        return self.steps / self.seconds if self.seconds else math.nan
+    def close(self) -> dict[str, float]:
+        """Mean losses and rates of the window (the one host sync per report)."""
+        names = list(self.sums)
+        values = torch.stack([self.sums[k].float() for k in names]).tolist() if names else []
+        seconds = time.perf_counter() - self.started  # after the sync: the device's real time
+        out = {k: v / self.steps for k, v in zip(names, values, strict=True)}
+        out["iters_per_second"] = self.steps / seconds if seconds > 0 else math.nan
+        out["data_wait_fraction"] = self.data_seconds / seconds if seconds > 0 else math.nan
+        return out
+
+    def latest(self) -> dict[str, float]:
+        """The last step's losses as floats (a sync: for the live display, at most once a
+        second)."""
+        seconds = time.perf_counter() - self.started
+        return {"its": self.steps / seconds} | {k: float(v) for k, v in self.last.items()}
 
 
 def _setup(exp: Experiment) -> Worker:
@@ -89,12 +104,9 @@ def _setup(exp: Experiment) -> Worker:
     rank, world = context.get_world_rank(), context.get_world_size()
     seed_everything(exp.train.seed)  # same initial weights on every rank
     nets = lsd.build(exp)
-    _to_device(nets, exp, device)
+    place(nets, exp, device)
     splits = make_splits(exp)
-    source = splits.target_train if exp.method.variant == "target_oracle" else splits.source_train
-    stream = TripletStream(
-        source, splits.target_train, exp.train.batch_size, exp.train.seed, rank, world
-    )
+    stream = training_stream(exp, splits, rank, world, device)
     w = Worker(exp, rank, world, device, nets, lsd.make_optimizers(nets, exp), splits, stream)
     seed_everything(exp.train.seed * 1000 + rank)  # dropout differs per rank, as in any DDP run
     return w
@@ -112,33 +124,11 @@ def _restore(w: Worker) -> None:
     ray.train.report(metrics)  # ray:
 
 
-def _to_device(nets: lsd.Nets, exp: Experiment, device: torch.device) -> None:
-    # Before the optimizers exist, so that restored optimizer state lands on the same device.
-    for _, net in nets.items():
-        net.to(device)
-        if exp.train.channels_last:
-            net.to(memory_format=torch.channels_last)
-
-
 def _wrap(nets: lsd.Nets, exp: Experiment) -> None:
     """Wrap every net for DDP (the one place that does; Ray's helper, a no-op on one rank)."""
     for name, net in nets.items():
-        wrapped = ray.train.torch.prepare_model(net, move_to_device=False)  # ray:
-        if exp.train.compile:
-            wrapped = torch.compile(wrapped)
-        setattr(nets, name, wrapped)
-
-
-def _batch_to(batch: dict, device: torch.device, channels_last: bool) -> dict:
-    image_format = torch.channels_last if channels_last else torch.contiguous_format
-    return {
-        k: v.to(
-            device,
-            non_blocking=True,
-            memory_format=image_format if v.ndim == 4 else torch.preserve_format,
-        )
-        for k, v in batch.items()
-    }
+        setattr(nets, name, ray.train.torch.prepare_model(net, move_to_device=False))  # ray:
+    compile_nets(nets, exp)
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
@@ -150,25 +140,26 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
-def _step(w: Worker, window: Window) -> bool:
-    """One D -> G -> F iteration; True if any rank's losses stopped being finite."""
-    batch = _batch_to(next(w.stream), w.device, w.exp.train.channels_last)
+def _step(w: Worker, window: Window) -> None:
+    """One D -> G -> F iteration, queued on the device (no host sync)."""
     t0 = time.perf_counter()
-    losses = lsd.train_step(w.nets, w.opts, batch, w.exp)
-    window.add(losses, time.perf_counter() - t0)
-    return _any_rank(not all(math.isfinite(v) for v in losses.values()), w.device)
+    batch = to_device(next(w.stream), w.device, w.exp.train.channels_last)
+    waited = time.perf_counter() - t0
+    window.add(lsd.step(w.nets, w.opts, batch, w.exp), waited)
 
 
-def _evaluate_and_report(w: Worker, iteration: int, window: Window, diverged: bool) -> dict:
+def _evaluate_and_report(w: Worker, iteration: int, window: Window) -> dict:
+    """Close the window, evaluate, report (with a checkpoint unless any rank's losses went
+    non-finite since the last report); the metrics say whether the run diverged."""
+    metrics = window.close()
+    diverged = _any_rank(not all(math.isfinite(v) for v in metrics.values()), w.device)
     t0 = time.perf_counter()
     if diverged:  # NaN metrics keep Tune's searcher and scheduler informed
-        metrics = dict.fromkeys(NAN_METRICS, math.nan)
+        metrics |= dict.fromkeys(NAN_METRICS, math.nan)
     else:
-        metrics = evaluate(w.nets, w.splits, w.exp, w.device, w.means)
-    metrics |= {k: v / window.steps for k, v in window.sums.items()}
+        metrics |= evaluate(w.nets, w.splits, w.exp, w.device, w.means)
     metrics |= {
         "iteration": float(iteration),
-        "iters_per_second": window.rate,
         "eval_seconds": time.perf_counter() - t0,
         "checkpoint_seconds": w.checkpoint_seconds,
         "diverged": float(diverged),
@@ -198,23 +189,31 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         return
     _wrap(w.nets, exp)
     w.means = mean_images(w.nets, w.splits)
-    window, posted = Window(), 0.0
+    try:
+        _train(w, hook, progress)
+    finally:
+        w.stream.close()  # the DataLoader's processes, if any
+
+
+def _train(w: Worker, hook: StepHook | None, progress: Any) -> None:
+    exp = w.exp
+    window, posted = Window(), time.perf_counter()
     for iteration in range(w.start + 1, exp.train.iterations + 1):
         if hook is not None:
             hook(w.rank, iteration)
-        diverged = _step(w, window)
+        _step(w, window)
         last = iteration == exp.train.iterations
-        if not (diverged or last or iteration % exp.train.eval_every == 0):
+        if not (last or iteration % exp.train.eval_every == 0):
             if progress is not None and w.rank == 0 and time.perf_counter() - posted > 1.0:
-                progress.put_nowait({"iteration": iteration, "its": window.rate} | window.last)
+                progress.put_nowait({"iteration": iteration} | window.latest())
                 posted = time.perf_counter()
             continue
-        metrics = _evaluate_and_report(w, iteration, window, diverged)
+        metrics = _evaluate_and_report(w, iteration, window)
         if progress is not None and w.rank == 0:
             progress.put_nowait(metrics)
-        if last and not diverged and w.rank == 0:  # a picture of what the trial learned
+        if metrics["diverged"]:
+            return
+        if last and w.rank == 0:  # a picture of what the trial learned
             run = ray.train.get_context().get_experiment_name()  # ray:
             save_grid(w.nets, w.splits, exp, w.device, run)
         window = Window()
-        if diverged:
-            return

@@ -107,10 +107,37 @@ def test_restore_refuses_a_state_from_another_seed_or_dataset():
         TripletStream(Numbered(6), Numbered(5), 1, seed=0).load_state_dict(state)
 
 
-def test_threaded_loading_gives_the_same_batches():
-    a = TripletStream(Numbered(9), Numbered(5), 4, seed=2)
-    b = TripletStream(Numbered(9), Numbered(5), 4, seed=2, workers=2)
-    for _ in range(3):
-        x, y = next(a), next(b)
-        assert all(torch.equal(x[k], y[k]) for k in x)
+def same(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor]) -> bool:
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_data_loader_processes_give_the_same_batches_as_inline_loading():
+    kw = dict(batch_size=4, seed=2, rank=1, world_size=2)
+    inline = TripletStream(Numbered(19), Numbered(11), **kw)
+    loader = TripletStream(Numbered(19), Numbered(11), **kw, workers=2)
+    for _ in range(12):  # several epochs of both sides
+        assert same(next(inline), next(loader))
+    assert loader.state_dict() == inline.state_dict()  # batches handed out, not read ahead
+    loader.close()
+
+
+def test_data_loader_restores_exactly_mid_epoch():
+    """The state counts batches consumed, not the ones the loader's processes read ahead."""
+    kw = dict(batch_size=2, seed=9, workers=2)
+    a = TripletStream(Numbered(15), Numbered(9), **kw)
+    for _ in range(3):  # mid-epoch on both sides; the loader has prefetched further
+        next(a)
+    state = a.state_dict()
+    assert 0 < state["src"]["pos"] < 15 and state["src"]["epoch"] == 0
+    expected = [next(a) for _ in range(8)]
+    a.close()
+    b = TripletStream(Numbered(15), Numbered(9), **kw)
+    next(b)  # a running loader, then a restore: its read-ahead must be dropped
+    b.load_state_dict(state)
+    assert all(same(next(b), want) for want in expected)
     b.close()
+
+
+def test_negative_loader_workers_are_refused():
+    with pytest.raises(ValueError, match="workers"):
+        TripletStream(Numbered(5), Numbered(5), 1, seed=0, workers=-1)

@@ -15,18 +15,23 @@ makes the same number of steps and DDP stays in lockstep). Strided, not blocks: 
 with batch b then sees exactly the samples of step t of one rank with batch N x b. A batch that
 runs past the end of an epoch continues into the next one, so the two sides roll over
 independently.
+
+With `workers > 0` a torch DataLoader decodes batches in that many processes, ahead of the
+training step (pinned when `pin_memory`). Its sampler walks a copy of the position; the stream's
+own position counts only the batches handed out, so `state_dict` is exact however far the
+loader has read ahead, and batches are identical with any number of workers.
 """
 
 from __future__ import annotations
 
+import copy
 import zlib
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 _KEYS = ("image", "rgb", "label")
 
@@ -77,6 +82,43 @@ class _Side:
         return out
 
 
+BatchKey = tuple[tuple[int, ...], tuple[int, ...]]  # a batch's (source, target) indices
+
+
+def _load_batch(source: Dataset, target: Dataset, key: BatchKey) -> dict[str, torch.Tensor]:
+    batch: dict[str, torch.Tensor] = {}
+    for prefix, ds, indices in (("src", source, key[0]), ("tgt", target, key[1])):
+        samples = [ds[i] for i in indices]
+        for name in _KEYS:
+            batch[f"{prefix}_{name}"] = torch.stack([s[name] for s in samples])
+    return batch
+
+
+class _Batches(Dataset):
+    """A batch per key: what each DataLoader process decodes."""
+
+    def __init__(self, source: Dataset, target: Dataset) -> None:
+        self.source, self.target = source, target
+
+    def __getitem__(self, key: BatchKey) -> tuple[BatchKey, dict[str, torch.Tensor]]:
+        return key, _load_batch(self.source, self.target, key)
+
+
+class _Keys(Sampler):
+    """The endless sequence of batch keys from a given position (the DataLoader's sampler)."""
+
+    def __init__(self, sides: dict[str, _Side], batch_size: int) -> None:
+        self.sides, self.batch_size = sides, batch_size
+
+    def __iter__(self) -> Iterator[BatchKey]:
+        sides = copy.deepcopy(self.sides)
+        while True:
+            yield (
+                tuple(sides["src"].take(self.batch_size)),
+                tuple(sides["tgt"].take(self.batch_size)),
+            )
+
+
 class TripletStream:
     """Endless iterator of (labelled source, target) batches; see the module docstring."""
 
@@ -89,41 +131,53 @@ class TripletStream:
         rank: int = 0,
         world_size: int = 1,
         workers: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got {rank=} {world_size=}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         self.source, self.target = source, target
         self.batch_size, self.seed = batch_size, int(seed)
         self.rank, self.world_size = rank, world_size
+        self.workers, self.pin_memory = workers, pin_memory
         self._sides = {
             "src": _Side("source", len(source), self.seed, rank, world_size),
             "tgt": _Side("target", len(target), self.seed, rank, world_size),
         }
-        # Optional threads decode a batch's files concurrently (PIL releases the GIL).
-        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
+        self._loader: Iterator | None = None  # started at the first batch, after any restore
 
     def __iter__(self) -> TripletStream:
         return self
-
-    def _load(self, ds: Dataset, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        if self._pool is None:
-            return [ds[i] for i in indices]
-        return list(self._pool.map(ds.__getitem__, indices))
 
     def next_indices(self) -> dict[str, list[int]]:
         """Advance by one batch and return the dataset indices it consists of."""
         return {p: side.take(self.batch_size) for p, side in self._sides.items()}
 
     def __next__(self) -> dict[str, torch.Tensor]:
+        if self.workers and self._loader is None:  # its sampler starts from this position
+            self._loader = iter(self._data_loader())
         idx = self.next_indices()
-        batch: dict[str, torch.Tensor] = {}
-        for prefix, ds in (("src", self.source), ("tgt", self.target)):
-            samples = self._load(ds, idx[prefix])
-            for key in _KEYS:
-                batch[f"{prefix}_{key}"] = torch.stack([s[key] for s in samples])
+        key = (tuple(idx["src"]), tuple(idx["tgt"]))
+        if self._loader is None:
+            return _load_batch(self.source, self.target, key)
+        loaded, batch = next(self._loader)
+        if tuple(map(tuple, loaded)) != key:  # the sampler and the position walk in step
+            raise RuntimeError(f"data loader out of step: expected {key}, got {loaded}")
         return batch
+
+    def _data_loader(self) -> DataLoader:
+        return DataLoader(
+            _Batches(self.source, self.target),
+            batch_size=None,  # the keys are whole batches
+            sampler=_Keys(self._sides, self.batch_size),
+            num_workers=self.workers,
+            persistent_workers=True,
+            pin_memory=self.pin_memory,
+            prefetch_factor=2,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Position (and what it is only valid for): plain ints, safe to pickle or JSON."""
@@ -147,8 +201,8 @@ class TripletStream:
             if not 0 <= s["pos"] < side.per_rank or s["epoch"] < 0:
                 raise ValueError(f"invalid {prefix} position in stream state: {s}")
             side.epoch, side.pos = int(s["epoch"]), int(s["pos"])
+        self.close()  # batches read ahead from the old position are dropped
 
     def close(self) -> None:
-        """Stop the decoding threads, if any."""
-        if self._pool is not None:
-            self._pool.shutdown()
+        """Stop the loader processes, if any (a later batch starts them again)."""
+        self._loader = None  # the iterator's finalizer shuts its workers down

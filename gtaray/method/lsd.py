@@ -73,26 +73,28 @@ def build(exp: Experiment) -> Nets:
     return nets
 
 
-def _adam(modules: list[nn.Module], lr: float, betas, bias_x2: bool = False):
+def _adam(modules: list[nn.Module], lr: float, betas, bias_x2: bool, fused: bool):
     # Parameters with requires_grad off (C's fixed upsamplers) are never optimised.
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    # fused=None is torch's default (foreach); True: one fused kernel per step (CPU and CUDA).
+    kwargs = {"lr": lr, "betas": betas, "fused": True if fused else None}
     if not bias_x2:
-        return torch.optim.Adam(params, lr=lr, betas=betas)
+        return torch.optim.Adam(params, **kwargs)
     # The authors' FCN recipe: biases learn twice as fast as weights.
     weights = [p for p in params if p.ndim > 1]
     biases = [p for p in params if p.ndim <= 1]
     groups = [{"params": weights, "lr": lr}, {"params": biases, "lr": 2 * lr}]
-    return torch.optim.Adam(groups, lr=lr, betas=betas)
+    return torch.optim.Adam(groups, **kwargs)
 
 
 def make_optimizers(nets: Nets, exp: Experiment) -> Optimizers:
     """Adam for F+C at lr_f (biases x2 if configured), and for G and D each at lr_gd."""
-    o = exp.optim
-    opts = Optimizers(f=_adam([nets.F, nets.C], o.lr_f, o.betas_f, o.bias_lr_x2))
+    o, fused = exp.optim, exp.train.fused_adam
+    opts = Optimizers(f=_adam([nets.F, nets.C], o.lr_f, o.betas_f, o.bias_lr_x2, fused))
     if nets.G is not None:
-        opts.g = _adam([nets.G], o.lr_gd, o.betas_gd)
+        opts.g = _adam([nets.G], o.lr_gd, o.betas_gd, False, fused)
     if nets.D is not None:
-        opts.d = _adam([nets.D], o.lr_gd, o.betas_gd)
+        opts.d = _adam([nets.D], o.lr_gd, o.betas_gd, False, fused)
     return opts
 
 
@@ -239,7 +241,14 @@ def update_f_supervised(
 
 
 def train_step(nets: Nets, opts: Optimizers, batch: dict, exp: Experiment) -> dict[str, float]:
-    """One iteration of the experiment's variant; returns every loss term as a float."""
+    """One iteration of the experiment's variant; returns every loss term as a float (which
+    waits for the device: the training loop calls `step` and reads its tensors rarely)."""
+    return {name: float(value) for name, value in step(nets, opts, batch, exp).items()}
+
+
+def step(nets: Nets, opts: Optimizers, batch: dict, exp: Experiment) -> dict[str, torch.Tensor]:
+    """One iteration of the experiment's variant; every loss term as a detached 0-d tensor on
+    the batch's device, so that no step waits for the device."""
     for _, net in nets.items():
         net.train()
     out: dict[str, torch.Tensor] = {}
@@ -257,7 +266,7 @@ def train_step(nets: Nets, opts: Optimizers, batch: dict, exp: Experiment) -> di
                 out |= update_d(nets, opts.d, batch, exp, fake)
                 out |= update_g(nets, opts.g, batch, exp, fake)
                 out |= update_f(nets, opts.f, batch, exp)
-    return {name: float(value.detach()) for name, value in out.items()}
+    return {name: value.detach() for name, value in out.items()}
 
 
 def update_feature_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:

@@ -1,0 +1,74 @@
+"""Where and how a training step runs: the batch stream, device placement, fast-path switches.
+
+    place(nets, exp, device)                                     # before the optimizers exist
+    stream = training_stream(exp, splits, rank, world, device)   # DataLoader processes if any
+    batch = to_device(next(stream), device, exp.train.channels_last)
+    compile_nets(nets, exp)                                      # after any DDP wrapping
+
+Shared by the Ray worker loop (gtaray.train) and the bare loop of `gtaray bench`, so that both
+measure the same thing. The switches (train.precision, channels_last, compile, fused_adam,
+cudnn_benchmark) and their measured effects: docs/benchmarks.md. No Ray here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gtaray.config import Experiment
+from gtaray.data.pairs import TripletStream
+from gtaray.data.splits import Splits
+from gtaray.method import lsd
+
+
+def place(nets: lsd.Nets, exp: Experiment, device: torch.device) -> None:
+    """Move the nets to the device (channels_last if asked) and set cuDNN's autotuner.
+    Before the optimizers exist, so that restored optimizer state lands on the same device."""
+    torch.backends.cudnn.benchmark = exp.train.cudnn_benchmark
+    for _, net in nets.items():
+        net.to(device)
+        if exp.train.channels_last:
+            net.to(memory_format=torch.channels_last)
+
+
+def compile_nets(nets: lsd.Nets, exp: Experiment) -> None:
+    """torch.compile every net if asked (frozen passes reach the plain module via lsd.unwrap)."""
+    if exp.train.compile:
+        for name, net in nets.items():
+            setattr(nets, name, torch.compile(net))
+
+
+def loader_workers(exp: Experiment) -> int:
+    """DataLoader processes: as configured, else the worker's CPUs but the one that steps."""
+    if exp.train.loader_workers is not None:
+        return exp.train.loader_workers
+    return max(0, int(exp.scaling.cpus_per_worker) - 1)
+
+
+def training_stream(
+    exp: Experiment, splits: Splits, rank: int, world: int, device: torch.device
+) -> TripletStream:
+    # target_oracle trains on target labels: its "source" side is the target training set.
+    source = splits.target_train if exp.method.variant == "target_oracle" else splits.source_train
+    return TripletStream(
+        source,
+        splits.target_train,
+        exp.train.batch_size,
+        exp.train.seed,
+        rank,
+        world,
+        workers=loader_workers(exp),
+        pin_memory=device.type == "cuda",
+    )
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    """Copy a batch to the device without blocking the host (pinned memory on GPU)."""
+    image_format = torch.channels_last if channels_last else torch.contiguous_format
+    return {
+        k: v.to(
+            device,
+            non_blocking=True,
+            memory_format=image_format if v.ndim == 4 else torch.preserve_format,
+        )
+        for k, v in batch.items()
+    }
