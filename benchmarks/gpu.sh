@@ -15,10 +15,10 @@ py=${PYTHON:-python3}
 # Every CPU but one decodes data (train.loader_workers defaults to cpus_per_worker - 1).
 common=(--device cuda --size 1024x512 --width 1.0 -o train.batch_size=1
         -o "scaling.cpus_per_worker=$(nproc)" -o "results.dir=${TMPDIR:-/tmp}/gtaray-bench")
-timeout "${STEP_TIMEOUT:-200}" "$py" -m gtaray bench --only step --steps 20 \
+timeout "${STEP_TIMEOUT:-100}" "$py" -m gtaray bench --only step --steps 20 \
     --json "$out/step.json" "${common[@]}" > "$out/step.log" 2>&1
 echo "step: exit $?" >> "$out/gpu.txt"
-timeout "${SWITCHES_TIMEOUT:-330}" "$py" -m gtaray bench --only switches --steps 30 \
+timeout "${SWITCHES_TIMEOUT:-240}" "$py" -m gtaray bench --only switches --steps 20 \
     --json "$out/switches.json" "${common[@]}" > "$out/switches.log" 2>&1
 echo "switches: exit $?" >> "$out/gpu.txt"
 cat "$out/gpu.txt"

@@ -27,10 +27,12 @@ Reduction = Literal["sum", "mean"]
 
 
 def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: Reduction):
+    """Summed (per image) or mean over labelled pixels; 0, not NaN, when none is labelled.
+    Never waits for the device (no branch on tensor values)."""
+    total = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
     if reduction == "sum":
-        total = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
         return total / logits.shape[0]
-    return F.cross_entropy(logits, target, ignore_index=IGNORE)
+    return total / (target != IGNORE).sum().clamp(min=1)
 
 
 def segmentation(
@@ -61,10 +63,7 @@ def auxiliary(
 
     A patch made only of ignore pixels contributes nothing; an all-ignore batch gives 0, not NaN.
     """
-    small = patch_labels(labels, logits.shape[2:])
-    if bool((small == IGNORE).all()):
-        return logits.sum() * 0.0
-    return _cross_entropy(logits, small, reduction)
+    return _cross_entropy(logits, patch_labels(labels, logits.shape[2:]), reduction)
 
 
 def reconstruction(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from torch import nn
 
 from gtaray.models.embedding import scaled
 from gtaray.models.generator import ResBlock
+from gtaray.models.layers import conv2d
 
 DOMAINS = 4  # 0 src-real, 1 src-fake, 2 tgt-real, 3 tgt-fake
 SLOPE = 0.2
@@ -29,7 +30,7 @@ SLOPE = 0.2
 def down_block(in_ch: int, out_ch: int, dropout: float, blocks: int = 3) -> nn.Sequential:
     """Stride-2 4x4 conv + instance norm + LeakyReLU, then residual blocks at that scale."""
     return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
+        conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
         nn.InstanceNorm2d(out_ch),
         nn.LeakyReLU(SLOPE, inplace=True),
         *[ResBlock(out_ch, dropout, negative_slope=SLOPE) for _ in range(blocks)],

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gtaray.models.layers import conv2d
+
 STRIDE = 32
 # torchvision's vgg16 "D" configuration: conv widths, "M" = max-pool.
 VGG16_CFG: list[int | str] = [
@@ -56,7 +58,7 @@ class Embedding(nn.Module):
                 layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=True))
             else:
                 out_ch = scaled(int(v), width)
-                layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True)]
+                layers += [conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True)]
                 in_ch = out_ch
         self.features = nn.Sequential(*layers)
         self.pool3_channels = scaled(256, width)

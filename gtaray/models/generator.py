@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gtaray.models.embedding import STRIDE, scaled
+from gtaray.models.layers import Fp32ConvTranspose2d
 
 
 class ResBlock(nn.Module):
@@ -78,7 +79,7 @@ class Generator(nn.Module):
         self.proj3 = projection(pool3_channels, ngf * 2)
         self.up4 = up_block(ngf * 4 + ngf * 2, ngf * 2, dropout)  # -> stride 4
         self.up2 = up_block(ngf * 2, ngf, dropout)  # -> stride 2
-        self.to_rgb = nn.ConvTranspose2d(ngf, 3, 4, stride=2, padding=1)  # -> stride 1
+        self.to_rgb = Fp32ConvTranspose2d(ngf, 3, 4, stride=2, padding=1)  # -> stride 1, fp32
 
     def forward(
         self, fc7: torch.Tensor, pool4: torch.Tensor, pool3: torch.Tensor, size: tuple[int, int]

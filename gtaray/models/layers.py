@@ -1,0 +1,38 @@
+"""Convolutions that stay in fp32 under bf16 autocast, for the image-facing layers.
+
+cuDNN has no fast bf16 kernels for 3-channel convolutions at full resolution: on an H200 they
+fell back to legacy kernels that took a third of a bf16 `full` step (docs/benchmarks.md). The
+layers that read or write RGB (F's conv1_1, D's first conv, G's to_rgb) run in fp32 instead,
+the usual choice for a net's first and last layers. Same parameters and state_dict keys as the
+torch classes; without autocast they are those classes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _autocasting(x: torch.Tensor) -> bool:
+    return x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+
+
+class Fp32Conv2d(nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _autocasting(x):
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+class Fp32ConvTranspose2d(nn.ConvTranspose2d):
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if not _autocasting(x):
+            return super().forward(x, output_size)
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float(), output_size)
+
+
+def conv2d(in_ch: int, out_ch: int, *args, **kwargs) -> nn.Conv2d:
+    """nn.Conv2d, or Fp32Conv2d for an RGB input (fewer than 8 channels)."""
+    return (Fp32Conv2d if in_ch < 8 else nn.Conv2d)(in_ch, out_ch, *args, **kwargs)
