@@ -99,6 +99,9 @@ class ResultsWriter(tune.Callback):
         row["node_id"] = str(result.get("node_id", ""))
         row |= {k.replace("/", "_"): v for k, v in result.items() if "/" in k}
         row |= {"trial_id": trial.trial_id, "variant": exp.method.variant, "seed": exp.train.seed}
+        if trial.trial_id in self.started:  # the per-trial fixed cost, for `gtaray bench`
+            since = datetime.now(UTC) - self.started[trial.trial_id]
+            row["seconds_since_trial_start"] = since.total_seconds()
         if trial.trial_id not in self.curves:  # after a resume, keep the points before it
             self.curves[trial.trial_id] = load_curve(self.out, self.exp.name, trial.trial_id)
         curve = self.curves[trial.trial_id]

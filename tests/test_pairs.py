@@ -138,6 +138,17 @@ def test_data_loader_restores_exactly_mid_epoch():
     b.close()
 
 
+def test_starting_the_loader_leaves_the_global_rng_alone():
+    """Dropout draws from the global RNG: a loader that drew too would change training."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    stream = TripletStream(Numbered(5), Numbered(5), 1, seed=0, workers=1)
+    next(stream)
+    assert torch.equal(torch.rand(3), expected)
+    stream.close()
+
+
 def test_negative_loader_workers_are_refused():
     with pytest.raises(ValueError, match="workers"):
         TripletStream(Numbered(5), Numbered(5), 1, seed=0, workers=-1)

@@ -177,6 +177,9 @@ class TripletStream:
             persistent_workers=True,
             pin_memory=self.pin_memory,
             prefetch_factor=2,
+            # Its own generator: starting the loader must not draw from the global RNG, which
+            # the training step's dropout uses (a restore would then diverge).
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def state_dict(self) -> dict[str, Any]:
