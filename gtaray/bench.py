@@ -149,11 +149,8 @@ def step_rate(exp: Experiment, steps: int, warmup: int = 2) -> float:
 def bench_step(exp: Experiment, steps: int, warmup: int) -> dict[str, dict]:
     device = torch.device(exp.scaling.device)
     peak = peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
-    out: dict[str, dict] = {
-        k: {}
-        for k in ("iters_per_second", "flops_per_iteration", "tflops_per_second", "mfu")
-        + ("peak_memory_bytes",)
-    }
+    figures = ("iters_per_second", "flops_per_iteration", "tflops_per_second", "mfu")
+    out: dict[str, dict] = {k: {} for k in (*figures, "peak_memory_bytes")}
     for variant in VARIANTS:
         loop = Loop(exp.with_updates({"method.variant": variant}))
         try:
