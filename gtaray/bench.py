@@ -223,7 +223,6 @@ def bench_switches(exp: Experiment, steps: int, warmup: int, quick: bool) -> dic
         out[name] = {"iters_per_second": rate, "warmup_s": warm, "loss_drift": drift}
     for entry in out.values():
         entry["speedup"] = entry["iters_per_second"] / out["fp32_eager"]["iters_per_second"]
-    torch.backends.cudnn.benchmark = False
     return out
 
 
