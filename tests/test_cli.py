@@ -72,3 +72,21 @@ def test_version_prints_the_package_version():
 def test_bench_refuses_non_positive_steps(steps):
     result = run_cli("bench", "--steps", steps, "--only", "step")
     assert_one_line_error(result, "--steps", ">= 1")
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--size", "1024"], "--size"),
+        (["--size", "axb"], "--size"),
+        (["--device", "tpu"], "--device"),
+        (["--json", "/nonexistent-folder/bench.json"], "--json"),
+        (["--only", "step,warp"], "--only"),
+        (["-o", "train.loader_workers=-1"], "train.loader_workers"),
+    ],
+)
+def test_bench_refuses_bad_options_in_one_line(args, names, tmp_path):
+    only = [] if "--only" in args else ["--only", "step"]
+    result = run_cli("bench", *only, *args, "-o", f"results.dir={tmp_path}")
+    assert_one_line_error(result, names)
+    assert not (tmp_path / "bench.json").exists()  # refused before anything ran
