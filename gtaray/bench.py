@@ -182,7 +182,6 @@ def _peak_rss() -> int:
 def first_losses(exp: Experiment) -> dict[str, float]:
     """The loss terms of a fresh run's first step, without dropout (which a switch such as
     channels_last changes: masks are drawn in memory order), so only arithmetic differs."""
-    torch.manual_seed(exp.train.seed)
     loop = Loop(exp.with_updates({"model.dropout": 0.0}))
     try:
         return {k: float(v) for k, v in loop.step().items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from gtaray.models.layers import Fp32Conv2d, Fp32ConvTranspose2d
 from gtaray.train import Window
 from tests.conftest import run_cli
 
+BENCH_YAML = Path(__file__).parents[1] / "gtaray" / "bench.yaml"
 # Relative drift of the first step's loss terms against fp32 eager (dropout off, see
 # bench.first_losses). fp32 switches change only the order of float additions; bf16 rounds
 # every activation to 8 bits of mantissa.
@@ -33,7 +35,7 @@ TOLERANCE = {
 def tiny(variant: str = "full", *overrides: str):
     quick = [f"{k}={v}" for k, v in QUICK.items()]
     return load_experiment(
-        "gtaray/bench.yaml", [*quick, f"method.variant={variant}", "train.batch_size=1", *overrides]
+        BENCH_YAML, [*quick, f"method.variant={variant}", "train.batch_size=1", *overrides]
     )
 
 

@@ -90,11 +90,11 @@ def _adam(modules: list[nn.Module], lr: float, betas, bias_x2: bool, fused: bool
 def make_optimizers(nets: Nets, exp: Experiment) -> Optimizers:
     """Adam for F+C at lr_f (biases x2 if configured), and for G and D each at lr_gd."""
     o, fused = exp.optim, exp.train.fused_adam
-    opts = Optimizers(f=_adam([nets.F, nets.C], o.lr_f, o.betas_f, o.bias_lr_x2, fused))
+    opts = Optimizers(f=_adam([nets.F, nets.C], o.lr_f, o.betas_f, o.bias_lr_x2, fused=fused))
     if nets.G is not None:
-        opts.g = _adam([nets.G], o.lr_gd, o.betas_gd, False, fused)
+        opts.g = _adam([nets.G], o.lr_gd, o.betas_gd, bias_x2=False, fused=fused)
     if nets.D is not None:
-        opts.d = _adam([nets.D], o.lr_gd, o.betas_gd, False, fused)
+        opts.d = _adam([nets.D], o.lr_gd, o.betas_gd, bias_x2=False, fused=fused)
     return opts
 
 

@@ -34,5 +34,6 @@ class Fp32ConvTranspose2d(nn.ConvTranspose2d):
 
 
 def conv2d(in_ch: int, out_ch: int, *args, **kwargs) -> nn.Conv2d:
-    """nn.Conv2d, or Fp32Conv2d for an RGB input (fewer than 8 channels)."""
+    """nn.Conv2d, or Fp32Conv2d for fewer than 8 input channels: an RGB input, or a layer of a
+    net narrowed below 8 channels (cuDNN's fast bf16 kernels want multiples of 8)."""
     return (Fp32Conv2d if in_ch < 8 else nn.Conv2d)(in_ch, out_ch, *args, **kwargs)
