@@ -79,6 +79,15 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+class SplitLists(_Frozen):
+    source_train: Path | None = None
+    source_val: Path | None = None
+    target_train: Path | None = None  # names under Cityscapes' leftImg8bit/train
+    target_val: Path | None = None  # also Cityscapes train: held out of target_train
+    target_test: Path | None = None  # names under Cityscapes' leftImg8bit/val
+    _local = field_validator("*", mode="before")(local_path)
+
+
 class Data(_Frozen):
     source: Literal["synthetic", "gta5", "synthia"] = "synthetic"
     target: Literal["synthetic", "cityscapes"] = "synthetic"
@@ -87,7 +96,9 @@ class Data(_Frozen):
     _root_is_local = field_validator("root", mode="before")(local_path)
     width: int = Field(256, ge=32, multiple_of=32)
     height: int = Field(128, ge=32, multiple_of=32)
-    num_classes: Literal[19, 16, 13] = 19
+    # 13 is refused (see _no_13_class_model): papers score SYNTHIA's 13 classes as mIoU* of
+    # the 16-class model, which every 16-class row carries (target_miou_13).
+    num_classes: Literal[19, 16] = 19
     # Split sizes in images. Real datasets: a cap, None = all available (synthetic needs numbers).
     source_train: int | None = Field(200, ge=1)
     source_val: int | None = Field(50, ge=1)
@@ -103,6 +114,24 @@ class Data(_Frozen):
     # mIoU at the label files' own resolution (predictions resized up, the authors' protocol) or
     # at the training input size (labels resized down; cheaper, not comparable to papers).
     eval_resolution: Literal["label", "input"] = "label"
+    # The released code's crops (real datasets): each training image cropped at random to the
+    # training size's aspect (2:1 at 1024x512) before it is resized; evaluation images centre
+    # cropped to it, or (none) resized whole, squashing GTA5's 1.82 and SYNTHIA's 1.68 to 2:1.
+    train_crop: Literal["none", "random"] = "none"
+    eval_crop: Literal["none", "center"] = "none"
+    # Text files of image names (one per line, relative to the split's image folder) that
+    # define a split instead of gtaray's hold-out (real datasets).
+    split_lists: SplitLists = SplitLists()
+
+    @field_validator("num_classes", mode="before")
+    @classmethod
+    def _no_13_class_model(cls, value: Any) -> Any:
+        if value == 13:
+            raise ValueError(
+                "13 trains a 13-class model that no paper reports; use 16 (SYNTHIA's "
+                "protocol): its rows carry mIoU* over the 13 classes as target_miou_13"
+            )
+        return value
 
     @model_validator(mode="after")
     def _real_data_needs_root(self) -> Data:
@@ -116,10 +145,21 @@ class Data(_Frozen):
         for name in sizes:
             if self.source == "synthetic" and getattr(self, name) is None:
                 raise ValueError(f"{name}: the synthetic pair needs a number of images")
+        if self.source == "synthetic":
+            for key, value, off in (
+                ("train_crop", self.train_crop, "none"),
+                ("eval_crop", self.eval_crop, "none"),
+                ("split_lists", self.split_lists, SplitLists()),
+            ):
+                if value != off:
+                    raise ValueError(f"{key}: only for real datasets (the synthetic pair is drawn)")
         return self
 
 
 class Model(_Frozen):
+    # "authors": the released code's networks (fcn8s_LSD.py: pad-100 FCN-8s, their _netG and
+    # _netD); "compact": gtaray's lighter design for CPU-sized runs (README "Networks").
+    arch: Literal["authors", "compact"] = "compact"
     width: PositiveFloat = 1.0
     # G and D's own width multiplier (None = `width`): a thin F can keep a G and D that carry
     # the domain.
@@ -133,6 +173,10 @@ class Model(_Frozen):
     gd_init: Literal["normal", "pytorch"] = "normal"
     # FCN-8s's two 2x bilinear upsamplers in C stay fixed (the authors never optimise them).
     freeze_upsampling: bool = True
+    # What F eats, matched to the weights: torchvision's VGG16 wants RGB in [0,1] normalised by
+    # ImageNet's mean and std; a Caffe-converted VGG16 (the authors') BGR in 0..255 minus the
+    # Caffe mean. G and D always see RGB in [0, 1].
+    input_format: Literal["rgb_imagenet", "bgr_caffe"] = "rgb_imagenet"
 
     @model_validator(mode="after")
     def _pretrained_needs_full_width(self) -> Model:
@@ -140,6 +184,11 @@ class Model(_Frozen):
             raise ValueError(
                 f"pretrained: ImageNet VGG16 weights need model.width 1.0, got {self.width} "
                 "(set pretrained: null to train a thinner F from scratch)"
+            )
+        if self.pretrained == "imagenet" and self.input_format != "rgb_imagenet":
+            raise ValueError(
+                "input_format: pretrained 'imagenet' is torchvision's VGG16, trained on "
+                "rgb_imagenet inputs; give the path of a Caffe-converted VGG16 for bgr_caffe"
             )
         return self
 
@@ -159,6 +208,11 @@ class Method(_Frozen):
     # batch size, L1 a mean (the authors' code; the weights above mean the paper's method only
     # in these units). "mean": every term a per-pixel mean.
     reduction: Literal["sum", "mean"] = "sum"
+    # feature_d's adversarial term in "sum" units: "image_d" sums its per-position mean over as
+    # many positions as the image D's stride-8 map has, so beta weighs an image the same in
+    # feature_d as in full; "native" sums over fc7's positions (16x fewer: 16x weaker at the
+    # same beta).
+    feature_d_units: Literal["image_d", "native"] = "image_d"
 
 
 class Optim(_Frozen):
@@ -167,6 +221,10 @@ class Optim(_Frozen):
     betas_f: Betas = (0.9, 0.999)  # F and C
     betas_gd: Betas = (0.7, 0.999)  # G and D
     bias_lr_x2: bool = True
+    # Step decay of F's (and C's) learning rate: x lr_f_gamma every lr_f_step iterations (the
+    # released code: x0.1 every 8 epochs); None = constant, the paper's text.
+    lr_f_step: int | None = Field(None, ge=1)
+    lr_f_gamma: float = Field(0.1, gt=0, le=1)
 
 
 class Train(_Frozen):
