@@ -18,10 +18,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from gtaray.config import Experiment
+from gtaray.data.labels import CLASSES
 from gtaray.data.pairs import shard_indices
 from gtaray.data.splits import Splits, class_names
 from gtaray.method import diagnostics, lsd
-from gtaray.metrics import all_reduce_sum, confusion_matrix, iou
+from gtaray.metrics import all_reduce_sum, confusion_matrix, iou, subset_miou
 from gtaray.results import iou_column
 
 EVAL_BATCH = 8
@@ -86,7 +87,8 @@ def evaluate_split(
 def evaluate(
     nets: lsd.Nets, splits: Splits, exp: Experiment, device, means: dict | None = None
 ) -> dict[str, float]:
-    """Target test / target val / source val mIoU, per-class test IoU and the diagnostics."""
+    """Target test / target val / source val mIoU, per-class test IoU and the diagnostics;
+    16-class runs add the test mIoU* over SYNTHIA's 13 classes (`target_miou_13`)."""
     means = means or {}
     cm_test, _ = evaluate_split(nets, splits.target_test, exp, device)
     cm_tv, sums_t = evaluate_split(nets, splits.target_val, exp, device, "tgt", means.get("tgt"))
@@ -97,6 +99,9 @@ def evaluate(
         "target_val_miou": iou(cm_tv)[0],
         "source_val_miou": iou(cm_sv)[0],
     }
-    for name, value in zip(class_names(exp), per_class, strict=True):
+    names = class_names(exp)
+    if exp.data.num_classes == 16:  # SYNTHIA's protocol: mIoU* of the same model
+        out["target_miou_13"] = subset_miou(per_class, names, CLASSES[13])
+    for name, value in zip(names, per_class, strict=True):
         out[iou_column(name)] = float(value)
     return out | diagnostics.summarize(sums_t + sums_s)

@@ -75,6 +75,18 @@ def iou(cm: np.ndarray | torch.Tensor) -> tuple[float, np.ndarray]:
     return miou, per_class
 
 
+def subset_miou(per_class: np.ndarray, names: list[str], subset: tuple[str, ...]) -> float:
+    """Mean IoU over the classes of `subset` only (NaN ones excluded), from the per-class IoUs
+    of one confusion matrix: SYNTHIA's mIoU* is the 16-class model's mIoU over its 13 classes
+    without wall, fence and pole."""
+    missing = [n for n in subset if n not in names]
+    if missing:
+        raise ValueError(f"classes {missing} are not among the model's {len(names)}")
+    values = np.asarray([per_class[names.index(n)] for n in subset], dtype=np.float64)
+    present = ~np.isnan(values)
+    return float(values[present].mean()) if present.any() else float("nan")
+
+
 def pixel_accuracy(cm: np.ndarray | torch.Tensor) -> float:
     """Fraction of counted pixels predicted correctly (NaN when nothing was counted)."""
     m = cm.detach().cpu().numpy() if isinstance(cm, torch.Tensor) else np.asarray(cm)

@@ -21,7 +21,7 @@ from rich.table import Table
 from scipy import stats
 
 from gtaray.config import VARIANTS
-from gtaray.results import PROTOCOLS, STATUSES
+from gtaray.results import PROTOCOLS, PROTOCOLS_13, STATUSES
 
 PROTOCOL_TEXT = {
     "last": "the target test mIoU at each trial's last evaluation",
@@ -39,6 +39,8 @@ def protocol_view(trials: pd.DataFrame, curves: pd.DataFrame, select: str) -> pd
     miou, iteration = PROTOCOLS[select]
     view = trials.copy()
     view["miou"] = pd.to_numeric(view.get(miou), errors="coerce")
+    star = PROTOCOLS_13[select]
+    view["miou13"] = pd.to_numeric(view[star], errors="coerce") if star in view else math.nan
     view["evaluation"] = view.get(iteration)
     iou_cols = [c for c in view.columns if c.startswith("iou_")]
     if select == "last" or not iou_cols:
@@ -71,9 +73,21 @@ def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def _paired_p(mine: pd.DataFrame, base: pd.DataFrame) -> float:
+    """Paired t-test over the seeds both variants completed (variants share seeds, so seed
+    effects on the data order and initialisation cancel); NaN under 2 matched seeds."""
+    pairs = pd.merge(
+        mine.groupby("seed")["miou"].mean(), base.groupby("seed")["miou"].mean(), on="seed"
+    ).dropna()
+    if len(pairs) < 2 or (pairs.iloc[:, 0] - pairs.iloc[:, 1]).std() == 0:
+        return math.nan
+    return float(stats.ttest_rel(pairs.iloc[:, 0], pairs.iloc[:, 1]).pvalue)
+
+
 def summarise(view: pd.DataFrame) -> pd.DataFrame:
     """One row per (experiment, variant) in paper order: trials by status, and over completed
-    trials: n, mean, std, 95% CI, difference to source_only with Welch's p, mean class IoUs."""
+    trials: n, mean, std, 95% CI, difference to source_only with Welch's and the paired
+    (matched seeds) p, mIoU* where the rows have it, mean class IoUs."""
     iou_cols = [c for c in view.columns if c.startswith("iou_")]
     rows = []
     for (experiment, variant), group in view.groupby(["experiment", "variant"], sort=False):
@@ -88,6 +102,8 @@ def summarise(view: pd.DataFrame) -> pd.DataFrame:
             "miou_std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
             "ci_low": low,
             "ci_high": high,
+            "miou13_mean": float(done["miou13"].mean()) if len(done) else math.nan,
+            "miou13_std": float(done["miou13"].std(ddof=1)) if len(done) > 1 else math.nan,
         }
         row |= {c: float(done[c].mean()) if len(done) else math.nan for c in iou_cols}
         rows.append(row)
@@ -95,20 +111,16 @@ def summarise(view: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table
     table["delta_source_only"], table["p_source_only"] = math.nan, math.nan
+    table["p_paired_source_only"] = math.nan
+    done = view[(view["status"] == "completed") & view["miou"].notna()]
     for i, row in table.iterrows():
-        base = view[
-            (view["experiment"] == row["experiment"])
-            & (view["variant"] == "source_only")
-            & (view["status"] == "completed")
-        ]["miou"].dropna()
-        mine = view[
-            (view["experiment"] == row["experiment"])
-            & (view["variant"] == row["variant"])
-            & (view["status"] == "completed")
-        ]["miou"].dropna()
+        base = done[(done["experiment"] == row["experiment"]) & (done["variant"] == "source_only")]
+        mine = done[(done["experiment"] == row["experiment"]) & (done["variant"] == row["variant"])]
         if row["variant"] != "source_only" and len(base) and len(mine):
-            table.at[i, "delta_source_only"] = mine.mean() - base.mean()
-            table.at[i, "p_source_only"] = _welch_p(mine.to_numpy(float), base.to_numpy(float))
+            a, b = mine["miou"].to_numpy(float), base["miou"].to_numpy(float)
+            table.at[i, "delta_source_only"] = a.mean() - b.mean()
+            table.at[i, "p_source_only"] = _welch_p(a, b)
+            table.at[i, "p_paired_source_only"] = _paired_p(mine, base)
     order = {v: i for i, v in enumerate(VARIANTS)}
     table["_order"] = table["variant"].map(order)
     return table.sort_values(["experiment", "_order"]).drop(columns="_order").reset_index(drop=True)
@@ -123,45 +135,67 @@ def _status(row: pd.Series) -> str:
     return ", ".join(parts) or "none"
 
 
-def _ablation_cells(row: pd.Series) -> list[str]:
-    miou = _pct(row["miou_mean"])
-    if not np.isnan(row["miou_std"]):
-        miou += f" ± {_pct(row['miou_std'])}"
+def _mean_std(mean: float, std: float) -> str:
+    return _pct(mean) + ("" if np.isnan(std) else f" ± {_pct(std)}")
+
+
+def _p(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.3g}"
+
+
+def _ablation_cells(row: pd.Series, star: bool) -> list[str]:
     ci = "-" if np.isnan(row["ci_low"]) else f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
     delta = "-" if np.isnan(row["delta_source_only"]) else f"{100 * row['delta_source_only']:+.1f}"
-    p = "-" if np.isnan(row["p_source_only"]) else f"{row['p_source_only']:.3g}"
-    return [row["experiment"], row["variant"], _status(row), str(row["n"]), miou, ci, delta, p]
+    cells = [row["experiment"], row["variant"], _status(row), str(row["n"])]
+    cells.append(_mean_std(row["miou_mean"], row["miou_std"]))
+    if star:
+        cells.append(_mean_std(row["miou13_mean"], row["miou13_std"]))
+    return [*cells, ci, delta, _p(row["p_source_only"]), _p(row["p_paired_source_only"])]
 
 
-ABLATION_HEADERS = [
-    "experiment",
-    "variant",
-    "trials",
-    "n",
-    "mIoU (%)",
-    "95% CI",
-    "Δ vs source_only",
-    "p (Welch)",
-]
+def ablation_headers(star: bool) -> list[str]:
+    """The ablation table's columns; "mIoU*" (SYNTHIA's 13 of 16 classes) when rows have it."""
+    headers = ["experiment", "variant", "trials", "n", "mIoU (%)"]
+    headers += ["mIoU* (%)"] if star else []
+    return [*headers, "95% CI", "Δ vs source_only", "p (Welch)", "p (paired)"]
 
 
-def protocol_note(select: str) -> str:
-    return (
+def protocol_note(select: str, star: bool = False) -> str:
+    note = (
         f"Protocol: {PROTOCOL_TEXT[select]}. Completed trials only: mean ± sample std over "
         "seeds (n), 95% CI from Student's t, Δ = mean minus source_only's in the same "
-        "experiment, p from Welch's t-test. Pruned, diverged and failed trials are counted, "
-        "not averaged. source_only and target_oracle are the bounds."
+        "experiment, p from Welch's t-test and from a paired t-test over matched seeds. "
+        "p-values do not account for how the settings were chosen. Pruned, diverged and "
+        "failed trials are counted, not averaged. source_only and target_oracle are the bounds."
     )
+    if star:
+        note += (
+            " mIoU*: the same 16-class model's mean IoU over the 13 classes without wall, "
+            "fence and pole (SYNTHIA's protocol)."
+        )
+    return note
 
 
 def _class_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     iou_cols = [c for c in summary.columns if c.startswith("iou_") and summary[c].notna().any()]
+    star = _has_star(summary)
     headers = ["experiment", "variant", *(c.removeprefix("iou_") for c in iou_cols), "mIoU"]
+    headers += ["mIoU*"] if star else []
     rows = [
-        [r["experiment"], r["variant"], *(_pct(r[c]) for c in iou_cols), _pct(r["miou_mean"])]
+        [
+            r["experiment"],
+            r["variant"],
+            *(_pct(r[c]) for c in iou_cols),
+            _pct(r["miou_mean"]),
+            *([_pct(r["miou13_mean"])] if star else []),
+        ]
         for _, r in summary.iterrows()
     ]
     return headers, rows
+
+
+def _has_star(summary: pd.DataFrame) -> bool:
+    return "miou13_mean" in summary and bool(summary["miou13_mean"].notna().any())
 
 
 def _markdown(headers: list[str], rows: list[list[str]]) -> str:
@@ -176,10 +210,12 @@ def render(
     """Print (table) or return (csv, markdown) the ablation and per-class tables."""
     if fmt == "csv":
         return summary.assign(protocol=select).to_csv(index=False)
-    ablation = [_ablation_cells(r) for _, r in summary.iterrows()]
+    star = _has_star(summary)
+    ablation = [_ablation_cells(r, star) for _, r in summary.iterrows()]
+    headers = ablation_headers(star)
     class_headers, class_rows = _class_cells(summary)
     if fmt == "markdown":
-        text = _markdown(ABLATION_HEADERS, ablation) + "\n" + protocol_note(select) + "\n"
+        text = _markdown(headers, ablation) + "\n" + protocol_note(select, star) + "\n"
         if len(class_headers) > 3:
             text += "\nPer-class target IoU (%), mean over completed trials:\n\n"
             text += _markdown(class_headers, class_rows)
@@ -190,8 +226,8 @@ def render(
     experiments = summary["experiment"].unique()
     single = len(experiments) == 1
     title = f"{experiments[0]}: " if single else ""
-    table = Table(title=f"{title}target mIoU by variant", caption=protocol_note(select))
-    for h in ABLATION_HEADERS[single:]:
+    table = Table(title=f"{title}target mIoU by variant", caption=protocol_note(select, star))
+    for h in headers[single:]:
         table.add_column(h, justify="left" if h in ("experiment", "variant", "trials") else "right")
     for cells in ablation:
         table.add_row(*cells[single:])

@@ -50,6 +50,10 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "iteration_target_val": pa.int64(),
     "test_miou_source_val": pa.float64(),
     "iteration_source_val": pa.int64(),
+    # 16-class runs: mIoU* over the 13 classes without wall, fence, pole (NaN otherwise).
+    "target_miou_13": pa.float64(),
+    "test_miou_13_target_val": pa.float64(),
+    "test_miou_13_source_val": pa.float64(),
     "target_val_miou": pa.float64(),
     "source_val_miou": pa.float64(),
     "selection_metric": pa.string(),
@@ -116,6 +120,12 @@ PROTOCOLS = {
     "target_val": ("test_miou_target_val", "iteration_target_val"),
     "source_val": ("test_miou_source_val", "iteration_source_val"),
 }
+# The same protocols for mIoU* (16-class runs), read at the same evaluations.
+PROTOCOLS_13 = {
+    "last": "target_miou_13",
+    "target_val": "test_miou_13_target_val",
+    "source_val": "test_miou_13_source_val",
+}
 
 
 def selected_evaluation(curve: list[dict], metric: str) -> dict | None:
@@ -162,6 +172,7 @@ def trial_row(
         "iterations_planned": exp.train.iterations,
         "iterations_done": int(last.get("iteration", 0) or 0),
         "target_miou": metric("target_miou"),
+        "target_miou_13": metric("target_miou_13"),
         "target_val_miou": metric("target_val_miou"),
         "source_val_miou": metric("source_val_miou"),
         "selection_metric": exp.sweep.metric,
@@ -177,6 +188,8 @@ def trial_row(
         chosen = selected_evaluation(list(curve), f"{protocol}_miou")
         row[miou] = float(chosen["target_miou"]) if chosen else math.nan
         row[iteration] = int(chosen["iteration"]) if chosen else None
+        star = chosen.get("target_miou_13") if chosen else None
+        row[PROTOCOLS_13[protocol]] = float(star) if isinstance(star, int | float) else math.nan
     if error is not None:
         row["status"] = "failed"
     elif last.get("diverged"):

@@ -201,6 +201,7 @@ def _train(w: Worker, hook: StepHook | None, progress: Any) -> None:
     for iteration in range(w.start + 1, exp.train.iterations + 1):
         if hook is not None:
             hook(w.rank, iteration)
+        lsd.schedule_lr_f(w.opts.f, exp, iteration)
         _step(w, window)
         last = iteration == exp.train.iterations
         if not (last or iteration % exp.train.eval_every == 0):

@@ -106,6 +106,10 @@ def test_statistics_equal_scipy_over_completed_trials_only(tmp_path, select):
     assert got["delta_source_only"] == pytest.approx(full.mean() - base.mean(), abs=1e-9)
     p = stats.ttest_ind(full, base, equal_var=False).pvalue
     assert got["p_source_only"] == pytest.approx(p, abs=1e-9)
+    # seeds 0-2 of both variants completed: the paired test matches them seed by seed
+    paired = stats.ttest_rel(full, base).pvalue
+    assert got["p_paired_source_only"] == pytest.approx(paired, abs=1e-9)
+    assert got["p_paired_source_only"] != pytest.approx(p, abs=1e-3)
     assert math.isnan(summary.loc["source_only", "p_source_only"])
     assert list(summary.index) == ["source_only", "full"]  # paper order
 

@@ -22,6 +22,12 @@ from torch import nn
 from gtaray.config import Experiment
 from gtaray.method import losses
 from gtaray.method.losses import FEAT_SRC, FEAT_TGT, SRC_FAKE, SRC_REAL, TGT_FAKE, TGT_REAL
+from gtaray.models.authors import (
+    AuthorsClassifier,
+    AuthorsDiscriminator,
+    AuthorsEmbedding,
+    AuthorsGenerator,
+)
 from gtaray.models.classifier import Classifier
 from gtaray.models.discriminator import Discriminator, FeatureD
 from gtaray.models.embedding import Embedding
@@ -30,6 +36,13 @@ from gtaray.models.init import normal_init
 from gtaray.models.pretrained import load_vgg16_imagenet
 
 ADVERSARIAL = ("full", "no_aux", "within_domain")  # variants with G and the image-space D
+# model.arch -> (F, C, G, D) classes; both sets share their constructors' signatures.
+ARCHS = {
+    "compact": (Embedding, Classifier, Generator, Discriminator),
+    "authors": (AuthorsEmbedding, AuthorsClassifier, AuthorsGenerator, AuthorsDiscriminator),
+}
+# The image D's output stride: feature_d's term is scaled to as many positions (image_d units).
+IMAGE_D_STRIDE = 8
 
 
 @dataclass
@@ -56,14 +69,15 @@ class Optimizers:
 def build(exp: Experiment) -> Nets:
     """The networks the experiment's variant needs (unused ones are None), on the CPU."""
     variant, m, k = exp.method.variant, exp.model, exp.data.num_classes
-    f = Embedding(width=m.width, dropout=m.dropout)
+    embedding, classifier, generator, discriminator = ARCHS[m.arch]
+    f = embedding(width=m.width, dropout=m.dropout)
     if m.pretrained:
         load_vgg16_imagenet(f, m.pretrained)
-    nets = Nets(F=f, C=Classifier(k, width=m.width, learn_upsampling=not m.freeze_upsampling))
+    nets = Nets(F=f, C=classifier(k, width=m.width, learn_upsampling=not m.freeze_upsampling))
     if variant in ADVERSARIAL:
         channels = (f.fc7_channels, f.pool4_channels, f.pool3_channels)
-        nets.G = Generator(*channels, width=m.gd, dropout=m.dropout)
-        nets.D = Discriminator(k, width=m.gd, aux=variant != "no_aux", dropout=m.dropout)
+        nets.G = generator(*channels, width=m.gd, dropout=m.dropout)
+        nets.D = discriminator(k, width=m.gd, aux=variant != "no_aux", dropout=m.dropout)
     elif variant == "feature_d":
         nets.D = FeatureD(f.fc7_channels, width=m.gd)
     if m.gd_init == "normal":
@@ -96,6 +110,28 @@ def make_optimizers(nets: Nets, exp: Experiment) -> Optimizers:
     if nets.D is not None:
         opts.d = _adam([nets.D], o.lr_gd, o.betas_gd, bias_x2=False, fused=fused)
     return opts
+
+
+def schedule_lr_f(opt: torch.optim.Optimizer, exp: Experiment, iteration: int) -> None:
+    """Set F's learning rates for `iteration` (1-based): x lr_f_gamma after every lr_f_step
+    iterations (the released code's step decay). Derived from the iteration alone, so a
+    restored run continues on the same schedule."""
+    o = exp.optim
+    if o.lr_f_step is None:
+        return
+    factor = o.lr_f_gamma ** ((iteration - 1) // o.lr_f_step)
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])  # saved with the optimizer's state
+        group["lr"] = group["initial_lr"] * factor
+
+
+def feature_d_scale(exp: Experiment, image: torch.Tensor, fc7: torch.Tensor) -> float:
+    """What feature_d's summed adversarial term is multiplied by: in image_d units, the image
+    D's position count over fc7's (~16), so that beta weighs an image as it does in `full`."""
+    if exp.method.reduction != "sum" or exp.method.feature_d_units == "native":
+        return 1.0
+    h, w = image.shape[-2:]
+    return (h // IMAGE_D_STRIDE) * (w // IMAGE_D_STRIDE) / (fc7.shape[-2] * fc7.shape[-1])
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -209,6 +245,7 @@ def update_f(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experimen
         with frozen(nets.D):
             d_s, d_t = _halves(unwrap(nets.D)(features[0]))
         adversarial = losses.domain(d_s, FEAT_TGT, r) + losses.domain(d_t, FEAT_SRC, r)
+        adversarial = adversarial * feature_d_scale(exp, xs, features[0])
     else:
         with frozen(nets.G, nets.D):
             fake = unwrap(nets.G)(*features, size)

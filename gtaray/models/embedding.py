@@ -47,6 +47,11 @@ def check_input_size(height: int, width: int) -> None:
 class Embedding(nn.Module):
     """VGG16 trunk returning (fc7, pool4, pool3) at strides 32, 16, 8."""
 
+    # conv1_1's and fc6's padding: 1 and 3 keep the maps at exactly input/8, /16, /32.
+    # (gtaray.models.authors sets the authors' 100 and 0.)
+    first_padding = 1
+    fc6_padding = 3
+
     def __init__(self, width: float = 1.0, dropout: float = 0.5) -> None:
         super().__init__()
         self.width = width
@@ -58,15 +63,16 @@ class Embedding(nn.Module):
                 layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=True))
             else:
                 out_ch = scaled(int(v), width)
-                layers += [conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True)]
+                pad = self.first_padding if not layers else 1
+                layers += [conv2d(in_ch, out_ch, 3, padding=pad), nn.ReLU(inplace=True)]
                 in_ch = out_ch
         self.features = nn.Sequential(*layers)
         self.pool3_channels = scaled(256, width)
         self.pool4_channels = scaled(512, width)
         self.fc7_channels = scaled(FC_CHANNELS, width)
-        # padding 3 keeps stride 32 at the same size; FCN's "pad 100" + crop trick is not needed
-        # because sides are required to be multiples of 32.
-        self.fc6 = nn.Conv2d(in_ch, self.fc7_channels, 7, padding=3)
+        # compact: padding 3 keeps stride 32 at the same size; FCN's "pad 100" + crop trick is
+        # not needed because sides are required to be multiples of 32.
+        self.fc6 = nn.Conv2d(in_ch, self.fc7_channels, 7, padding=self.fc6_padding)
         self.fc7 = nn.Conv2d(self.fc7_channels, self.fc7_channels, 1)
         self.relu = nn.ReLU(inplace=True)
         self.drop6 = nn.Dropout2d(dropout)

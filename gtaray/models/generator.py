@@ -21,11 +21,18 @@ from gtaray.models.layers import Fp32ConvTranspose2d
 class ResBlock(nn.Module):
     """x + dropout(act(norm(conv3x3(x)))): one conv per block, as in the authors' G and D."""
 
-    def __init__(self, channels: int, dropout: float = 0.0, negative_slope: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        dropout: float = 0.0,
+        negative_slope: float = 0.0,
+        bias: bool = False,
+    ) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            # no bias: instance norm (affine=False) would subtract it again.
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            # bias off by default: instance norm (affine=False) subtracts it again (the authors'
+            # D has one anyway, so `authors` keeps it for an equal parameter count).
+            nn.Conv2d(channels, channels, 3, padding=1, bias=bias),
             nn.InstanceNorm2d(channels),
             nn.LeakyReLU(negative_slope, inplace=True),
             nn.Dropout(dropout),
