@@ -42,6 +42,11 @@ SMALL = [
     "model.dropout=0", "data.num_classes=19",
 ]  # fmt: skip
 IGNORE = 255
+# Parameter updates below this are noise, not Adam steps (a real step moves some element by about
+# lr, >= 1e-5 here): the authors' D has conv biases before instance norm, whose gradient is 0
+# analytically; Adam blows its float64 rounding noise (~1e-14) up to updates of ~1e-8..1e-10.
+# Such parameters are still compared by value (assert_close), only not by relative update.
+NOISE = 1e-7
 
 
 def cross_entropy2d(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -181,6 +186,8 @@ def max_relative_update_error(start, ours, theirs) -> tuple[float, str]:
     worst, where = 0.0, ""
     for k in start:
         d_ours, d_theirs = ours[k] - start[k], theirs[k] - start[k]
+        if max(d_ours.abs().max(), d_theirs.abs().max()) < NOISE:
+            continue  # a bias that instance norm subtracts again: its true gradient is 0
         err = ((d_ours - d_theirs).abs().max() / d_theirs.abs().max().clamp_min(1e-30)).item()
         if err > worst:
             worst, where = err, k
@@ -195,15 +202,23 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# The transposed convolutions of C that no optimizer holds, per architecture.
+FIXED = {
+    "authors": ["C.upscore2.weight", "C.upscore8.weight", "C.upscore_pool4.weight"],
+    "compact": ["C.upscore2.weight", "C.upscore_pool4.weight"],  # its 8x step is F.interpolate
+}
+
+
+@pytest.mark.parametrize("arch", ["authors", "compact"])
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.stem)
-def test_paper_config_runs_the_authors_update(path):
-    exp = load_experiment(path, SMALL)
+def test_paper_config_runs_the_authors_update(path, arch):
+    exp = load_experiment(path, [*SMALL, f"model.arch={arch}"])
     assert exp.method.variant == "full"
     start, ours, theirs = run_both(exp)
     assert ours.keys() == theirs.keys()
     moved = [k for k in start if not torch.equal(theirs[k], start[k])]
-    # every parameter the authors optimise moved: C's two fixed upsamplers are the only others
-    assert sorted(set(start) - set(moved)) == ["C.upscore2.weight", "C.upscore_pool4.weight"]
+    # every parameter the authors optimise moved: C's fixed upsamplers are the only others
+    assert sorted(set(start) - set(moved)) == FIXED[arch]
     for k in start:
         torch.testing.assert_close(ours[k], theirs[k], rtol=1e-4, atol=1e-12, msg=k)
     err, where = max_relative_update_error(start, ours, theirs)
@@ -241,3 +256,7 @@ def test_paper_configs_state_the_papers_settings(path):
     assert (exp.train.batch_size, exp.train.iterations) == (1, 10_000)
     assert (exp.data.width, exp.data.height) == (1024, 512)
     assert exp.data.eval_resolution == "label"
+    assert exp.model.arch == "authors"  # their networks (tests/test_authors_nets.py)
+    # the paper's text, not the released code's pipeline (gta5_cityscapes_released_code.yaml)
+    assert (exp.data.train_crop, exp.data.eval_crop, exp.optim.lr_f_step) == ("none", "none", None)
+    assert exp.model.input_format == "rgb_imagenet" and exp.model.pretrained == "imagenet"
