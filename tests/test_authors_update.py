@@ -260,3 +260,31 @@ def test_paper_configs_state_the_papers_settings(path):
     # the paper's text, not the released code's pipeline (gta5_cityscapes_released_code.yaml)
     assert (exp.data.train_crop, exp.data.eval_crop, exp.optim.lr_f_step) == ("none", "none", None)
     assert exp.model.input_format == "rgb_imagenet" and exp.model.pretrained == "imagenet"
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_the_released_code_config_departs_from_the_paper_config_only_where_it_says():
+    paper = _flat(load_experiment(PAPER_CONFIGS[0]).model_dump(mode="json"))
+    released = _flat(
+        load_experiment(ROOT / "experiments" / "gta5_cityscapes_released_code.yaml").model_dump(
+            mode="json"
+        )
+    )
+    differs = {k for k in paper if paper[k] != released[k]}
+    assert differs == {
+        "name", "data.width", "data.height", "data.train_crop", "data.eval_crop",
+        "model.pretrained", "model.input_format", "optim.lr_gd", "optim.lr_f_step",
+        "train.iterations", "train.eval_every", "sweep.variants",
+        "sweep.seeds",
+    }  # fmt: skip
+    assert (released["data.width"], released["data.height"]) == (640, 320)
+    assert released["optim.lr_f_step"] == 8 * 2975 and released["optim.lr_f_gamma"] == 0.1
