@@ -87,6 +87,20 @@ class SplitLists(_Frozen):
     target_test: Path | None = None  # names under Cityscapes' leftImg8bit/val
     _local = field_validator("*", mode="before")(local_path)
 
+    @model_validator(mode="after")
+    def _train_and_val_together(self) -> SplitLists:
+        # A list replaces the hold-out that keeps val out of train: half of it would leave
+        # the other split without a definition that cannot overlap.
+        for domain in ("source", "target"):
+            train, val = f"{domain}_train", f"{domain}_val"
+            for given, missing in ((train, val), (val, train)):
+                if getattr(self, given) is not None and getattr(self, missing) is None:
+                    raise ValueError(
+                        f"{missing}: required with data.split_lists.{given} (a domain's train and "
+                        "val lists are given together)"
+                    )
+        return self
+
 
 class Data(_Frozen):
     source: Literal["synthetic", "gta5", "synthia"] = "synthetic"

@@ -93,9 +93,10 @@ def check_start(exp: Experiment, resume: bool) -> bool:
 
 
 def check_inputs(exp: Experiment) -> None:
-    """Open every split and read its first sample, and find the pretrained weights, so that
-    missing or broken input fails in one line before Ray starts, not as one failed row per
-    trial. (`gtaray data check` decodes every file.)"""
+    """Open every split (reading its data.split_lists, every listed image and label checked)
+    and read its first sample, and find the pretrained weights, so that missing or broken input
+    fails in one line before Ray starts, not as one failed row per trial. (`gtaray data check`
+    decodes every file.)"""
     from dataclasses import astuple
 
     from gtaray.data.splits import make_splits

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from gtaray.data.io import Layout, PairDataset
 
@@ -52,6 +53,9 @@ class Cityscapes(PairDataset):
         num_classes: int = 19,
         indices: Sequence[int] | None = None,
         native_labels: bool = False,
+        **options: Any,  # crop, seed, input_format, files: see PairDataset
     ) -> None:
         self.split = split
-        super().__init__(layout(root, split), width, height, num_classes, indices, native_labels)
+        super().__init__(
+            layout(root, split), width, height, num_classes, indices, native_labels, **options
+        )

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from gtaray.data.io import Layout, PairDataset, same_name
 
@@ -47,5 +48,8 @@ class GTA5(PairDataset):
         num_classes: int = 19,
         indices: Sequence[int] | None = None,
         native_labels: bool = False,
+        **options: Any,  # crop, seed, input_format, files: see PairDataset
     ) -> None:
-        super().__init__(layout(root), width, height, num_classes, indices, native_labels)
+        super().__init__(
+            layout(root), width, height, num_classes, indices, native_labels, **options
+        )

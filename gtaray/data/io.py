@@ -17,6 +17,7 @@ Every read error becomes `DataError` (a ValueError) whose message names the file
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode  # importing torchvision.io loads its libpng ops
 
 from gtaray.data.labels import encode
-from gtaray.data.transforms import to_sample
+from gtaray.data.transforms import INPUT_FORMATS, crop_array, crop_box, to_sample
 from gtaray.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -152,11 +153,23 @@ class Layout:
         return pairs
 
 
+CROPS = ("none", "center", "random")
+
+
 class PairDataset(Dataset):
     """(image, label) files -> `to_sample` dicts at a fixed size, labels in train ids.
 
     `native_labels` keeps labels at their file's own size (evaluation at the label resolution:
     predictions are resized to them); otherwise they are resized (nearest) with the image.
+
+    `crop` (the authors' loader): "center" or "random" first crops the image, and its label
+    to the same pixels, to the aspect of width:height (full height of an image wider than
+    that, else full width); "none" resizes the whole image. A "random" dataset is sampled by
+    `draw(index, epoch)`: the offset comes from numpy's generator keyed by (seed, dataset,
+    index, epoch), so a visit crops the same in any process and after a restore, and every
+    epoch crops anew. `ds[i]` is always deterministic: the centre crop of a "random" dataset.
+
+    `files` gives the (image, label) pairs (a split list) instead of all of `layout`'s.
 
     Subclasses set `dataset` (the `encode` name) and `resize_mismatched_labels`: when True a label
     whose size differs from its image is resized (nearest) to the image first and a warning is
@@ -177,14 +190,26 @@ class PairDataset(Dataset):
         num_classes: int,
         indices: Sequence[int] | None = None,
         native_labels: bool = False,
+        *,
+        crop: str = "none",
+        seed: int = 0,
+        input_format: str = "rgb_imagenet",
+        files: Sequence[tuple[Path, Path]] | None = None,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"width and height must be positive, got {width}x{height}")
+        if crop not in CROPS:
+            raise ValueError(f"unknown crop {crop!r}; allowed: {', '.join(CROPS)}")
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(
+                f"unknown input format {input_format!r}; allowed: {', '.join(INPUT_FORMATS)}"
+            )
         encode(np.zeros(1, np.uint8), self.dataset, num_classes)  # validates both names early
         self.layout = layout
         self.width, self.height, self.num_classes = width, height, num_classes
         self.native_labels = native_labels
-        self.files = layout.pairs()
+        self.crop, self.seed, self.input_format = crop, int(seed), input_format
+        self.files = layout.pairs() if files is None else [(Path(i), Path(j)) for i, j in files]
         n = len(self.files)
         self.indices = list(range(n)) if indices is None else [int(i) for i in indices]
         bad = [i for i in self.indices if not 0 <= i < n]
@@ -200,6 +225,18 @@ class PairDataset(Dataset):
         return self.files[self.indices[index]]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self._load(index, None)
+
+    def draw(self, index: int, epoch: int) -> dict[str, torch.Tensor]:
+        """Sample `index` as visited in `epoch` of training: a fresh random crop per epoch for
+        crop "random" (the same for the same seed, index and epoch), else `self[index]`."""
+        if self.crop != "random":
+            return self[index]
+        # The dataset's name in the key: source and target index 0 do not crop alike.
+        key = [self.seed, zlib.crc32(self.dataset.encode()), int(index), int(epoch)]
+        return self._load(index, np.random.default_rng(key))
+
+    def _load(self, index: int, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
         img_path, lab_path = self.paths(index)
         image = read_rgb(img_path)
         raw = read_label(lab_path)
@@ -228,7 +265,12 @@ class PairDataset(Dataset):
                 )
             raw = resize_label(raw, image.shape[1], image.shape[0])
         label = encode(raw, self.dataset, self.num_classes)  # uint8 before resizing: cheaper
-        image = resize_image(image, self.width, self.height)
+        if self.crop != "none":
+            # The label has its image's size by now, so one box crops both (native labels too:
+            # they stay at the label file's resolution, aligned with the cropped image).
+            box = crop_box(image.shape[1], image.shape[0], self.width, self.height, rng)
+            image, label = crop_array(image, box), crop_array(label, box)
+        image = resize_image(np.ascontiguousarray(image), self.width, self.height)
         if not self.native_labels:
             label = resize_label(label, self.width, self.height)
-        return to_sample(image, label)
+        return to_sample(image, label, self.input_format)

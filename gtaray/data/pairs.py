@@ -20,6 +20,11 @@ With `workers > 0` a torch DataLoader decodes batches in that many processes, ah
 training step (pinned when `pin_memory`). Its sampler walks a copy of the position; the stream's
 own position counts only the batches handed out, so `state_dict` is exact however far the
 loader has read ahead, and batches are identical with any number of workers.
+
+A batch's key is each sample's (index, epoch of the visit): a dataset with a `draw(index,
+epoch)` method (PairDataset, for `data.train_crop: random`) is sampled through it, so a random
+crop is drawn afresh every epoch yet depends on the key alone (the same with any number of
+workers and after a restore); other datasets are indexed, `ds[index]`.
 """
 
 from __future__ import annotations
@@ -70,25 +75,39 @@ class _Side:
             self._cache = (epoch, perm[self.rank : stop : self.world_size])
         return self._cache[1]
 
-    def take(self, k: int) -> list[int]:
-        out: list[int] = []
+    def visits(self, k: int) -> list[tuple[int, int]]:
+        """The next k (index, epoch of this visit) pairs."""
+        out: list[tuple[int, int]] = []
         while len(out) < k:
             order = self._order(self.epoch)
             step = min(k - len(out), self.per_rank - self.pos)
-            out.extend(int(i) for i in order[self.pos : self.pos + step])
+            out.extend((int(i), self.epoch) for i in order[self.pos : self.pos + step])
             self.pos += step
             if self.pos == self.per_rank:
                 self.epoch, self.pos = self.epoch + 1, 0
         return out
 
+    def take(self, k: int) -> list[int]:
+        return [i for i, _ in self.visits(k)]
 
-BatchKey = tuple[tuple[int, ...], tuple[int, ...]]  # a batch's (source, target) indices
+
+Visits = tuple[tuple[int, int], ...]  # (dataset index, epoch) of each sample of one side
+BatchKey = tuple[Visits, Visits]  # a batch's (source, target) visits
+
+
+def _as_key(loaded: Any) -> BatchKey:
+    """A key back from a DataLoader process (its collation may turn tuples into lists)."""
+    src, tgt = (tuple((int(i), int(e)) for i, e in side) for side in loaded)
+    return src, tgt
 
 
 def _load_batch(source: Dataset, target: Dataset, key: BatchKey) -> dict[str, torch.Tensor]:
     batch: dict[str, torch.Tensor] = {}
-    for prefix, ds, indices in (("src", source, key[0]), ("tgt", target, key[1])):
-        samples = [ds[i] for i in indices]
+    for prefix, ds, visits in (("src", source, key[0]), ("tgt", target, key[1])):
+        # A dataset that crops at random per visit (PairDataset.draw) gets the visit's epoch:
+        # the key alone decides the sample, in any loader process and after a restore.
+        draw = getattr(ds, "draw", None)
+        samples = [ds[i] if draw is None else draw(i, epoch) for i, epoch in visits]
         for name in _KEYS:
             batch[f"{prefix}_{name}"] = torch.stack([s[name] for s in samples])
     return batch
@@ -114,8 +133,8 @@ class _Keys(Sampler):
         sides = copy.deepcopy(self.sides)
         while True:
             yield (
-                tuple(sides["src"].take(self.batch_size)),
-                tuple(sides["tgt"].take(self.batch_size)),
+                tuple(sides["src"].visits(self.batch_size)),
+                tuple(sides["tgt"].visits(self.batch_size)),
             )
 
 
@@ -159,12 +178,14 @@ class TripletStream:
     def __next__(self) -> dict[str, torch.Tensor]:
         if self.workers and self._loader is None:  # its sampler starts from this position
             self._loader = iter(self._data_loader())
-        idx = self.next_indices()
-        key = (tuple(idx["src"]), tuple(idx["tgt"]))
+        key = (
+            tuple(self._sides["src"].visits(self.batch_size)),
+            tuple(self._sides["tgt"].visits(self.batch_size)),
+        )
         if self._loader is None:
             return _load_batch(self.source, self.target, key)
         loaded, batch = next(self._loader)
-        if tuple(map(tuple, loaded)) != key:  # the sampler and the position walk in step
+        if _as_key(loaded) != key:  # the sampler and the position walk in step
             raise RuntimeError(f"data loader out of step: expected {key}, got {loaded}")
         return batch
 

@@ -273,11 +273,13 @@ class SyntheticScenes(Dataset):
         height: int,
         seed: int = 0,
         num_classes: int = 19,
+        input_format: str = "rgb_imagenet",  # F's input (gtaray.data.transforms)
     ) -> None:
         _check(style, split)
         self.style, self.split, self.length = style, split, int(length)
         self.width, self.height, self.seed = int(width), int(height), int(seed)
         self.labels = from_19(num_classes)
+        self.input_format = input_format
 
     def __len__(self) -> int:
         return self.length
@@ -286,7 +288,7 @@ class SyntheticScenes(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         image, label = render(index, self.seed, self.style, self.width, self.height, self.split)
-        return to_sample(image, self.labels[label])
+        return to_sample(image, self.labels[label], self.input_format)
 
 
 def target_style(exp: Any) -> str:
@@ -302,10 +304,11 @@ def example_batch(exp: Any) -> dict[str, torch.Tensor]:
     """
     w, h, b, seed = exp.data.width, exp.data.height, exp.train.batch_size, exp.train.seed
     labels = from_19(getattr(exp.data, "num_classes", 19))
+    fmt = getattr(getattr(exp, "model", None), "input_format", "rgb_imagenet")
     out: dict[str, torch.Tensor] = {}
     for prefix, style, start in (("src", "source", 0), ("tgt", target_style(exp), b)):
         rendered = [render(start + i, seed, style, w, h) for i in range(b)]
-        samples = [to_sample(image, labels[label]) for image, label in rendered]
+        samples = [to_sample(image, labels[label], fmt) for image, label in rendered]
         for key in ("image", "rgb", "label"):
             out[f"{prefix}_{key}"] = torch.stack([s[key] for s in samples])
     return out

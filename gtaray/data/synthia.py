@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from gtaray.data.io import Layout, PairDataset, same_name
 
@@ -46,5 +47,8 @@ class Synthia(PairDataset):
         num_classes: int = 16,
         indices: Sequence[int] | None = None,
         native_labels: bool = False,
+        **options: Any,  # crop, seed, input_format, files: see PairDataset
     ) -> None:
-        super().__init__(layout(root), width, height, num_classes, indices, native_labels)
+        super().__init__(
+            layout(root), width, height, num_classes, indices, native_labels, **options
+        )

@@ -14,6 +14,8 @@ from tests.conftest import assert_one_line_error, no_ray_env, run_cli
 from tests.reliability.tally import count
 
 NAME = "name: t\n"
+# A real pair's data section, open for more keys (indented by two spaces).
+REAL = "data:\n  source: gta5\n  target: cityscapes\n  root: /nonexistent\n"
 Setup = Callable[[Path], None]
 
 
@@ -97,6 +99,60 @@ CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
     ("dir http", NAME + "results: {dir: 'http://h/r'}\n", [], ["results.dir", "http://"], None),
     ("no bucket", NAME, ["-o", "results.dir=s3://"], ["results.dir", "names no bucket"], None),
     ("root s3", NAME, ["-o", "data.root=s3://b/d"], ["data.root", "URIs"], None),
+    # real-data options: crops, split lists and F's input format
+    (
+        "crop synthetic",
+        NAME + "data: {train_crop: random}\n",
+        [],
+        ["data.train_crop", "real"],
+        None,
+    ),
+    ("eval crop synth", NAME + "data: {eval_crop: center}\n", [], ["data.eval_crop", "real"], None),
+    ("train crop center", NAME + REAL + "  train_crop: center\n", [], ["data.train_crop"], None),
+    ("eval crop random", NAME + REAL + "  eval_crop: random\n", [], ["data.eval_crop"], None),
+    (
+        "lists synthetic",
+        NAME + "data: {split_lists: {target_test: test.txt}}\n",
+        [],
+        ["data.split_lists", "only for real datasets"],
+        None,
+    ),
+    (
+        "train list alone",
+        NAME + REAL + "  split_lists: {source_train: train.txt}\n",
+        [],
+        ["data.split_lists.source_val", "required with data.split_lists.source_train"],
+        None,
+    ),
+    (
+        "val list alone",
+        NAME + REAL + "  split_lists: {target_val: val.txt}\n",
+        [],
+        ["data.split_lists.target_train", "required with data.split_lists.target_val"],
+        None,
+    ),
+    (
+        "list on s3",
+        NAME + REAL + "  split_lists: {target_test: 's3://b/test.txt'}\n",
+        [],
+        ["data.split_lists.target_test", "URIs"],
+        None,
+    ),
+    (
+        "unknown list",
+        NAME + REAL + "  split_lists: {test: t.txt}\n",
+        [],
+        ["split_lists.test"],
+        None,
+    ),
+    ("input rgb", NAME + "model: {input_format: rgb}\n", [], ["model.input_format"], None),
+    (
+        "caffe imagenet",
+        NAME + "model: {input_format: bgr_caffe, pretrained: imagenet}\n",
+        [],
+        ["model.input_format", "Caffe-converted"],
+        None,
+    ),
     # pretrained weights, found before any trial starts
     ("thin vgg", NAME + "model: {width: 0.5, pretrained: imagenet}\n", [], ["width 1.0"], None),
     (

@@ -77,6 +77,111 @@ def test_layout_problems_are_refused_before_ray_naming_the_path(tmp_path, break_
     count("bad data files")
 
 
+CS_TRAIN = "{}/{}_000000_000019_leftImg8bit.png"  # a name in a Cityscapes list
+Lists = dict[str, list[str] | None]  # split -> the list's lines (None: no such file)
+
+
+def _listed_image_missing(root: Path, lists: Path) -> tuple[Lists, list[str]]:
+    image = root / "gta5" / "images" / "00007.png"
+    return {"source_train": ["00001.png", "00007.png"], "source_val": ["00003.png"]}, [
+        f"{lists / 'source_train.txt'}:2",
+        f"image not found: {image}",
+    ]
+
+
+def _train_val_leakage(root: Path, lists: Path) -> tuple[Lists, list[str]]:
+    aachen, bochum = CS_TRAIN.format("aachen", "aachen"), CS_TRAIN.format("bochum", "bochum")
+    image = root / "cityscapes" / "leftImg8bit" / "train" / bochum
+    return {"target_train": [aachen, bochum], "target_val": [bochum]}, [
+        f"{lists / 'target_val.txt'}:1",
+        str(image),
+        f"{lists / 'target_train.txt'}:2",
+        "leakage",
+    ]
+
+
+def _empty_list(root: Path, lists: Path) -> tuple[Lists, list[str]]:
+    return {"source_train": ["# to do", ""], "source_val": ["00003.png"]}, [
+        str(lists / "source_train.txt"),
+        "lists no images",
+    ]
+
+
+def _no_list_file(root: Path, lists: Path) -> tuple[Lists, list[str]]:
+    return {"source_train": ["00001.png"], "source_val": None}, [
+        str(lists / "source_val.txt"),
+        "list file not found",
+    ]
+
+
+def _listed_twice(root: Path, lists: Path) -> tuple[Lists, list[str]]:
+    return {"source_train": ["00001.png", "00002.png", "00001.png"], "source_val": ["00003.png"]}, [
+        f"{lists / 'source_train.txt'}:3",
+        "00001.png is listed twice (also line 1)",
+    ]
+
+
+def _no_city_folder(root: Path, lists: Path) -> tuple[Lists, list[str]]:
+    return {"target_test": ["frankfurt_000000_000019_leftImg8bit.png"]}, [
+        f"{lists / 'target_test.txt'}:1",
+        "not a cityscapes image name",
+        "leftImg8bit/val",
+    ]
+
+
+def _listed_image_without_label(root: Path, lists: Path) -> tuple[Lists, list[str]]:
+    (root / "gta5" / "labels" / "00002.png").unlink()
+    image = root / "gta5" / "images" / "00002.png"
+    return {"source_train": ["00002.png"], "source_val": ["00003.png"]}, [
+        f"{lists / 'source_train.txt'}:1",
+        f"no label for image {image}",
+    ]
+
+
+def _name_outside_the_folder(root: Path, lists: Path) -> tuple[Lists, list[str]]:
+    return {"source_train": ["../labels/00001.png"], "source_val": ["00003.png"]}, [
+        f"{lists / 'source_train.txt'}:1",
+        "relative to",
+        str(root / "gta5" / "images"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        _listed_image_missing,
+        _train_val_leakage,
+        _empty_list,
+        _no_list_file,
+        _listed_twice,
+        _no_city_folder,
+        _listed_image_without_label,
+        _name_outside_the_folder,
+    ],
+)
+def test_split_list_problems_are_refused_before_ray_naming_the_list(tmp_path, break_it):
+    """data.split_lists: one line naming the list file (and line) and the image."""
+    root, folder = tmp_path / "data", tmp_path / "lists"
+    exp = real_pair(root)
+    folder.mkdir()
+    lists, fragments = break_it(root, folder)
+    for split, lines in lists.items():
+        if lines is not None:
+            (folder / f"{split}.txt").write_text("".join(f"{line}\n" for line in lines))
+    exp = exp.with_updates(
+        {f"data.split_lists.{split}": str(folder / f"{split}.txt") for split in lists}
+    )
+    with pytest.raises(DataError) as err:
+        check_inputs(exp)
+    message = str(err.value)
+    assert "\n" not in message
+    key = next(k for k in lists if f"{k}.txt" in fragments[0])
+    assert message.startswith(f"data.split_lists.{key}: ")  # the CLI puts the file first
+    for fragment in fragments:
+        assert fragment in message, message
+    count("bad data files")
+
+
 def _truncated_png(root: Path) -> Path:
     png = root / "gta5" / "images" / "00002.png"
     png.write_bytes(png.read_bytes()[:45])  # the signature, IHDR and a cut IDAT
