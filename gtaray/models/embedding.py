@@ -1,7 +1,7 @@
 """F, the embedding: VGG16 conv1_1..conv5_3 + fc6/fc7 as convolutions (the FCN-8s trunk).
 
     F = Embedding(width=1.0, dropout=0.5)        # width 1.0 = the paper's VGG16
-    fc7, pool4, pool3 = F(image)                 # image B x 3 x H x W, ImageNet-normalised
+    fc7, pool4, pool3 = F(image)                 # image B x 3 x H x W in model.input_format
     # strides 32, 16, 8; channels F.fc7_channels, F.pool4_channels, F.pool3_channels
 
 H and W must be multiples of 32 (e.g. 1024x512). ImageNet weights: `pretrained.load_vgg16_imagenet`.
