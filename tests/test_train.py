@@ -63,12 +63,14 @@ def test_reports_once_per_evaluation_with_two_workers(tmp_path, ray_address):
     assert (frame["workers"] == 2).all()
 
 
-def test_full_two_workers_batch_1_equal_one_worker_batch_2(tmp_path, ray_address):
+@pytest.mark.parametrize("arch", ["compact", "authors"])
+def test_full_two_workers_batch_1_equal_one_worker_batch_2(tmp_path, ray_address, arch):
     """The GAN variant under DDP: every net moves as in one process with the whole batch (the
     frozen nets are called unwrapped, G's forward serves D's and G's updates)."""
     # lr 1e-5: Adam turns a float-noise gradient into a step of up to lr, so a large lr would
     # amplify the last-bit differences of a split all-reduce into visible ones.
     common = ("method.variant=full", "model.dropout=0.0", "train.iterations=3")
+    common += (f"model.arch={arch}",)
     common += ("train.eval_every=3", "optim.lr_f=1e-5", "optim.lr_gd=1e-5")
     one = fit_trial(tiny(tmp_path, *common, "train.batch_size=2"), "gan-one", tmp_path / "train")
     two = fit_trial(
@@ -80,6 +82,13 @@ def test_full_two_workers_batch_1_equal_one_worker_batch_2(tmp_path, ray_address
     assert set(nets_one) == {"F", "C", "G", "D"}
     for name in nets_one:
         for key in nets_one[name]:
+            if name == "D" and key.startswith("feature.") and key.endswith(".bias"):
+                # The authors' D: conv biases before instance norm. Their gradient is 0
+                # analytically, so Adam moves them by rounding noise: about lr per step
+                # (betas (0.7, 0.999) allow a little more), 3 steps at lr 1e-5.
+                diff = (nets_one[name][key] - nets_two[name][key]).abs().max()
+                assert diff <= 2 * 3 * 1e-5, f"D.{key}: {diff}"
+                continue
             torch.testing.assert_close(
                 nets_one[name][key],
                 nets_two[name][key],
