@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gtaray.models.classifier import bilinear_kernel
+from gtaray.models.classifier import bilinear_up
 from gtaray.models.discriminator import DOMAINS, SLOPE
 from gtaray.models.embedding import FC_CHANNELS, Embedding, scaled
 from gtaray.models.generator import ResBlock
@@ -42,13 +42,6 @@ class AuthorsEmbedding(Embedding):
 
     first_padding = 100
     fc6_padding = 0
-
-
-def _bilinear_up(channels: int, kernel: int, stride: int) -> nn.ConvTranspose2d:
-    up = nn.ConvTranspose2d(channels, channels, kernel, stride=stride, bias=False)
-    with torch.no_grad():
-        up.weight.copy_(bilinear_kernel(channels, kernel))
-    return up
 
 
 def _crop(x: torch.Tensor, offset: int, like: tuple[int, int]) -> torch.Tensor:
@@ -67,9 +60,9 @@ class AuthorsClassifier(nn.Module):
         self.score_fr = nn.Conv2d(scaled(FC_CHANNELS, width), num_classes, 1)
         self.score_pool3 = nn.Conv2d(scaled(256, width), num_classes, 1)
         self.score_pool4 = nn.Conv2d(scaled(512, width), num_classes, 1)
-        self.upscore2 = _bilinear_up(num_classes, 4, 2)
-        self.upscore8 = _bilinear_up(num_classes, 16, 8)
-        self.upscore_pool4 = _bilinear_up(num_classes, 4, 2)
+        self.upscore2 = bilinear_up(num_classes, 4, 2)
+        self.upscore8 = bilinear_up(num_classes, 16, 8)
+        self.upscore_pool4 = bilinear_up(num_classes, 4, 2)
         # The authors' optimizer never holds a transposed conv (util_fns.get_parameters).
         for up in (self.upscore2, self.upscore8, self.upscore_pool4):
             up.weight.requires_grad_(learn_upsampling)

@@ -31,12 +31,17 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
     return weight
 
 
+def bilinear_up(channels: int, kernel: int, stride: int, padding: int = 0) -> nn.ConvTranspose2d:
+    """A transposed convolution without bias that starts as per-channel bilinear upsampling."""
+    up = nn.ConvTranspose2d(channels, channels, kernel, stride=stride, padding=padding, bias=False)
+    with torch.no_grad():
+        up.weight.copy_(bilinear_kernel(channels, kernel))
+    return up
+
+
 def upsample2x(channels: int) -> nn.ConvTranspose2d:
     """Learned 2x upsampling, bilinear at init; kernel 4, stride 2, padding 1 gives exactly 2x."""
-    up = nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, bias=False)
-    with torch.no_grad():
-        up.weight.copy_(bilinear_kernel(channels, 4))
-    return up
+    return bilinear_up(channels, 4, 2, padding=1)
 
 
 class Classifier(nn.Module):
