@@ -11,7 +11,6 @@ torchvision's VGG16 weights landing where their copy_params_from_vgg16 puts them
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -258,8 +257,7 @@ def test_output_shapes_at_1024x512_on_meta():
 # e. torchvision VGG16 weights ---------------------------------------------------------------
 
 
-def test_torchvision_vgg16_weights_load_where_the_authors_put_them(tmp_path, capsys):
-    start = time.perf_counter()
+def test_torchvision_vgg16_weights_load_where_the_authors_put_them(tmp_path):
     with META:
         vgg = torchvision.models.vgg16(weights=None)
     # Random values without torchvision's (slow) init of 138M parameters.
@@ -290,5 +288,3 @@ def test_torchvision_vgg16_weights_load_where_the_authors_put_them(tmp_path, cap
     assert len(ref_f) == len(params)
     for got, want in zip(params.values(), ref_f, strict=True):
         assert torch.equal(got, want)
-    with capsys.disabled():
-        print(f"\nVGG16 load check: {time.perf_counter() - start:.1f} s")
