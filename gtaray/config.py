@@ -262,13 +262,43 @@ class Scaling(_Frozen):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: PositiveFloat = 1.0
+    # With use_gpu: the share of one GPU each worker holds (0.5: two workers per GPU, which
+    # needs backend gloo: nccl refuses two ranks on one device). None: one whole GPU.
+    gpus_per_worker: float | None = Field(None, gt=0, le=1)
+    # torch.distributed's backend; None: nccl with use_gpu, else gloo (Ray Train's default).
+    backend: Literal["nccl", "gloo"] | None = None
     # How long a trial the cluster cannot place yet waits for nodes to join (an autoscaling
     # cluster) before it is refused; 0 refuses at once.
     wait_for_nodes_s: float = Field(0.0, ge=0)
 
+    @model_validator(mode="after")
+    def _gpu_keys_need_a_gpu(self) -> Scaling:
+        if not self.use_gpu:
+            if self.gpus_per_worker is not None:
+                raise ValueError("gpus_per_worker needs use_gpu: true")
+            if self.backend == "nccl":
+                raise ValueError("backend nccl needs use_gpu: true (nccl runs on GPUs only)")
+        elif self.dist_backend == "nccl" and self.gpu_share < 1 and self.num_workers > 1:
+            raise ValueError(
+                f"backend nccl with gpus_per_worker {self.gpus_per_worker:g}: nccl refuses two "
+                "workers on one GPU; use backend: gloo to share a GPU"
+            )
+        return self
+
     @property
     def device(self) -> str:
         return "cuda" if self.use_gpu else "cpu"
+
+    @property
+    def dist_backend(self) -> str:
+        return self.backend or ("nccl" if self.use_gpu else "gloo")
+
+    @property
+    def gpu_share(self) -> float:
+        """GPUs each worker holds: 0 without use_gpu."""
+        if not self.use_gpu:
+            return 0.0
+        return 1.0 if self.gpus_per_worker is None else self.gpus_per_worker
 
 
 class LogUniform(_Frozen):

@@ -39,7 +39,7 @@ def plan(exp: Experiment, nodes: list[dict[str, float]] | None = None) -> Plan:
     else:
         trials = [{"sample": i} for i in range(sweep.num_samples)]
     cpus = scaling.num_workers * scaling.cpus_per_worker
-    gpus = float(scaling.num_workers) if scaling.use_gpu else 0.0
+    gpus = scaling.num_workers * scaling.gpu_share
     fits = placeable_workers(exp, local_nodes() if nodes is None else nodes) // scaling.num_workers
     concurrency = min(sweep.max_concurrent or fits, fits, len(trials))
     return Plan(trials, cpus, gpus, concurrency, len(trials) * exp.train.iterations)
@@ -105,7 +105,7 @@ def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
     console.print(table)
     console.print(
         f"per trial: {exp.scaling.num_workers} worker(s) x {exp.scaling.cpus_per_worker:g} CPU"
-        + (", 1 GPU each" if exp.scaling.use_gpu else "")
+        + (f", {exp.scaling.gpu_share:g} GPU each" if exp.scaling.use_gpu else "")
         + f" | concurrency here: {p.concurrency} | total iterations: {p.total_iterations}"
         + f" | selection metric: {s.metric}"
     )

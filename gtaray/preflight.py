@@ -127,7 +127,7 @@ def placeable_workers(exp: Experiment, nodes: list[dict[str, float]]) -> int:
     for node in nodes:
         fit = math.floor(node.get("CPU", 0.0) / s.cpus_per_worker + 1e-9)
         if s.use_gpu:
-            fit = min(fit, math.floor(node.get("GPU", 0.0) + 1e-9))
+            fit = min(fit, math.floor(node.get("GPU", 0.0) / s.gpu_share + 1e-9))
         total += fit
     return total
 
@@ -153,7 +153,7 @@ def check_resources(
         raise ConfigError(f"scaling.use_gpu: true, but {have}")
     placeable = placeable_workers(exp, nodes)
     if placeable < s.num_workers:
-        per_worker = f"{s.cpus_per_worker:g} CPU" + (" + 1 GPU" if s.use_gpu else "")
+        per_worker = f"{s.cpus_per_worker:g} CPU" + (f" + {s.gpu_share:g} GPU" if s.use_gpu else "")
         key = "scaling.num_workers" if placeable else "scaling.cpus_per_worker"
         raise ConfigError(
             f"{key}: a trial needs {s.num_workers} worker(s) x {per_worker}; {have}, "

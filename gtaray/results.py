@@ -178,7 +178,8 @@ def trial_row(
         "selection_metric": exp.sweep.metric,
         "iters_per_second": metric("iters_per_second"),
         "workers": exp.scaling.num_workers,
-        "device": exp.scaling.device,
+        # What the worker trained on ("cuda:0"), else what was asked for (a failed start).
+        "device": str(last.get("device") or exp.scaling.device),
         "config_hash": exp.config_hash(),
     }
     for name in classes:

@@ -164,6 +164,8 @@ def _evaluate_and_report(w: Worker, iteration: int, window: Window) -> dict:
         "checkpoint_seconds": w.checkpoint_seconds,
         "diverged": float(diverged),
         "workers": float(w.world),
+        "device": str(w.device),  # what the worker trained on, and how ranks reduced
+        "backend": dist.get_backend() if dist.is_initialized() else "none",
         "node_id": ray.get_runtime_context().get_node_id(),  # ray: rank 0's node, for the row
     }
     if diverged:  # no checkpoint: the latest one keeps the last finite weights

@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 import ray.train
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from gtaray.cluster import check_cluster, init_ray
 from gtaray.config import Experiment, scheme
@@ -69,8 +69,9 @@ def fit_trial(
         scaling_config=ray.train.ScalingConfig(
             num_workers=exp.scaling.num_workers,
             use_gpu=exp.scaling.use_gpu,
-            resources_per_worker={"CPU": exp.scaling.cpus_per_worker},
+            resources_per_worker=worker_resources(exp),
         ),
+        torch_config=TorchConfig(backend=exp.scaling.dist_backend),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage if scheme(storage) else str(Path(storage).resolve()),
@@ -80,6 +81,14 @@ def fit_trial(
         ),
     )
     return trainer.fit()
+
+
+def worker_resources(exp: Experiment) -> dict[str, float]:
+    """What Ray reserves for each worker: its CPUs, and its share of a GPU with use_gpu."""
+    resources = {"CPU": exp.scaling.cpus_per_worker}
+    if exp.scaling.use_gpu:
+        resources["GPU"] = exp.scaling.gpu_share
+    return resources
 
 
 def run_name(exp: Experiment) -> str:

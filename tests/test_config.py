@@ -119,3 +119,21 @@ def test_plan_concurrency_follows_cpus_and_gpus(tmp_path):
     gpu = exp.with_updates({"scaling.use_gpu": True})
     assert plan(gpu, [{"CPU": 64, "GPU": 4}]).concurrency == 2
     assert plan(gpu, [{"CPU": 64, "GPU": 0}]).concurrency == 0  # refused before a sweep starts
+    shared = gpu.with_updates({"scaling.gpus_per_worker": 0.5, "scaling.backend": "gloo"})
+    assert plan(shared, [{"CPU": 64, "GPU": 1}]).concurrency == 1  # 2 workers on one GPU
+    assert plan(shared, [{"CPU": 64, "GPU": 1}]).gpus_per_trial == 1.0
+
+
+def test_gpu_keys_resolve_to_ray_resources_and_a_backend(tmp_path):
+    from gtaray.trainer import worker_resources
+
+    exp = load_experiment(write(tmp_path, GOOD))
+    assert exp.scaling.dist_backend == "gloo" and worker_resources(exp) == {"CPU": 1.0}
+    gpu = exp.with_updates({"scaling.use_gpu": True})
+    assert gpu.scaling.dist_backend == "nccl"
+    assert worker_resources(gpu) == {"CPU": 1.0, "GPU": 1.0}
+    shared = gpu.with_updates(
+        {"scaling.gpus_per_worker": 0.5, "scaling.backend": "gloo", "scaling.num_workers": 2}
+    )
+    assert worker_resources(shared) == {"CPU": 1.0, "GPU": 0.5}
+    assert shared.scaling.dist_backend == "gloo"

@@ -162,6 +162,29 @@ CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
         ["model.pretrained", "/nonexistent/vgg16.pth", "never downloads"],
         None,
     ),
+    # GPU keys without a GPU to apply them to, or that no GPU can satisfy
+    (
+        "gpu share, no gpu",
+        NAME + "scaling: {gpus_per_worker: 0.5}\n",
+        [],
+        ["scaling", "gpus_per_worker needs use_gpu"],
+        None,
+    ),
+    ("nccl on cpu", NAME + "scaling: {backend: nccl}\n", [], ["scaling", "backend nccl"], None),
+    (
+        "gpu share > 1",
+        NAME + "scaling: {use_gpu: true, gpus_per_worker: 2}\n",
+        [],
+        ["scaling.gpus_per_worker", "<= 1"],
+        None,
+    ),
+    (
+        "nccl shares a gpu",
+        NAME + "scaling: {use_gpu: true, num_workers: 2, gpus_per_worker: 0.5}\n",
+        [],
+        ["scaling", "nccl refuses two workers on one GPU"],
+        None,
+    ),
     # resources this machine can never give one trial (Ray would wait for them forever)
     ("gpu here", NAME, ["-o", "scaling.use_gpu=true"], ["scaling.use_gpu", "0 GPUs"], None),
     ("64 workers", NAME, ["-o", "scaling.num_workers=64"], ["scaling.num_workers", "64"], None),
