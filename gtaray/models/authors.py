@@ -31,7 +31,7 @@ from gtaray.models.classifier import bilinear_up
 from gtaray.models.discriminator import DOMAINS, SLOPE
 from gtaray.models.embedding import FC_CHANNELS, Embedding, scaled
 from gtaray.models.generator import ResBlock
-from gtaray.models.layers import Fp32ConvTranspose2d, conv2d
+from gtaray.models.layers import Fp32ConvTranspose2d, InstanceNorm2d, conv2d
 
 # Where the authors crop the score maps (FCN-8s "at once" offsets for conv1_1's pad 100).
 CROP_POOL4, CROP_POOL3, CROP_SCORE = 5, 9, 31
@@ -84,7 +84,7 @@ def _up(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) -> list
     """Transposed conv (no bias: instance norm follows) + instance norm + ReLU."""
     return [
         nn.ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, bias=False),
-        nn.InstanceNorm2d(out_ch),
+        InstanceNorm2d(out_ch),
         nn.ReLU(inplace=True),
     ]
 
@@ -152,7 +152,7 @@ class AuthorsDiscriminator(nn.Module):
 
         self.feature = nn.Sequential(
             conv2d(3, ch, 4, stride=2, padding=2),
-            nn.InstanceNorm2d(ch),
+            InstanceNorm2d(ch),
             nn.LeakyReLU(SLOPE, inplace=True),
             *group(),
             nn.MaxPool2d(2, 2),

@@ -21,7 +21,7 @@ from torch import nn
 
 from gtaray.models.embedding import scaled
 from gtaray.models.generator import ResBlock
-from gtaray.models.layers import conv2d
+from gtaray.models.layers import InstanceNorm2d, conv2d
 
 DOMAINS = 4  # 0 src-real, 1 src-fake, 2 tgt-real, 3 tgt-fake
 SLOPE = 0.2
@@ -31,7 +31,7 @@ def down_block(in_ch: int, out_ch: int, dropout: float, blocks: int = 3) -> nn.S
     """Stride-2 4x4 conv + instance norm + LeakyReLU, then residual blocks at that scale."""
     return nn.Sequential(
         conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
-        nn.InstanceNorm2d(out_ch),
+        InstanceNorm2d(out_ch),
         nn.LeakyReLU(SLOPE, inplace=True),
         *[ResBlock(out_ch, dropout, negative_slope=SLOPE) for _ in range(blocks)],
     )

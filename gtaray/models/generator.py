@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gtaray.models.embedding import STRIDE, scaled
-from gtaray.models.layers import Fp32ConvTranspose2d
+from gtaray.models.layers import Fp32ConvTranspose2d, InstanceNorm2d
 
 
 class ResBlock(nn.Module):
@@ -33,7 +33,7 @@ class ResBlock(nn.Module):
             # bias off by default: instance norm (affine=False) subtracts it again (the authors'
             # D has one anyway, so `authors` keeps it for an equal parameter count).
             nn.Conv2d(channels, channels, 3, padding=1, bias=bias),
-            nn.InstanceNorm2d(channels),
+            InstanceNorm2d(channels),
             nn.LeakyReLU(negative_slope, inplace=True),
             nn.Dropout(dropout),
         )
@@ -46,7 +46,7 @@ def up_block(in_ch: int, out_ch: int, dropout: float, blocks: int = 2) -> nn.Seq
     """2x transposed conv + norm + ReLU + residual blocks (kernel 4 = 2 x stride: even overlap)."""
     return nn.Sequential(
         nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
-        nn.InstanceNorm2d(out_ch),
+        InstanceNorm2d(out_ch),
         nn.ReLU(inplace=True),
         *[ResBlock(out_ch, dropout) for _ in range(blocks)],
     )
@@ -55,7 +55,7 @@ def up_block(in_ch: int, out_ch: int, dropout: float, blocks: int = 2) -> nn.Seq
 def projection(in_ch: int, out_ch: int) -> nn.Sequential:
     """1x1 conv that brings a skip map down to the decoder's width before concatenation."""
     return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.InstanceNorm2d(out_ch), nn.ReLU(inplace=True)
+        nn.Conv2d(in_ch, out_ch, 1, bias=False), InstanceNorm2d(out_ch), nn.ReLU(inplace=True)
     )
 
 
