@@ -96,7 +96,7 @@ class Loop:
         self.stream = training_stream(exp, make_splits(exp), 0, 1, self.device)
 
     def batch(self) -> dict:
-        return to_device(next(self.stream), self.device, self.exp.train.channels_last)
+        return to_device(next(self.stream), self.device, self.exp)
 
     def step(self) -> dict[str, torch.Tensor]:
         return lsd.step(self.nets, self.opts, self.batch(), self.exp)

@@ -2,7 +2,7 @@
 
     place(nets, exp, device)                                     # before the optimizers exist
     stream = training_stream(exp, splits, rank, world, device)   # DataLoader processes if any
-    batch = to_device(next(stream), device, exp.train.channels_last)
+    batch = to_device(next(stream), device, exp)                 # uint8 in, expanded there
     compile_nets(nets, exp)                                      # after any DDP wrapping
 
 Shared by the Ray worker loop (gtaray.train) and the bare loop of `gtaray bench`, so that both
@@ -17,6 +17,7 @@ import torch
 from gtaray.config import Experiment
 from gtaray.data.pairs import TripletStream
 from gtaray.data.splits import Splits
+from gtaray.data.transforms import expand
 from gtaray.method import lsd
 
 
@@ -58,13 +59,15 @@ def training_stream(
         world,
         workers=loader_workers(exp),
         pin_memory=device.type == "cuda",
+        compact=True,
     )
 
 
-def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
-    """Copy a batch to the device without blocking the host (pinned memory on GPU)."""
-    image_format = torch.channels_last if channels_last else torch.contiguous_format
-    return {
+def to_device(batch: dict, device: torch.device, exp: Experiment) -> dict:
+    """Copy a batch to the device without blocking the host (pinned memory on GPU); a compact
+    batch (uint8 rgb8, label8) becomes image, rgb and label there, in the model's input format."""
+    image_format = torch.channels_last if exp.train.channels_last else torch.contiguous_format
+    moved = {
         k: v.to(
             device,
             non_blocking=True,
@@ -72,3 +75,9 @@ def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
         )
         for k, v in batch.items()
     }
+    for prefix in ("src", "tgt"):
+        if f"{prefix}_rgb8" in moved:
+            rgb8, label8 = moved.pop(f"{prefix}_rgb8"), moved.pop(f"{prefix}_label8")
+            image, rgb, label = expand(rgb8, label8, exp.model.input_format)
+            moved |= {f"{prefix}_image": image, f"{prefix}_rgb": rgb, f"{prefix}_label": label}
+    return moved

@@ -143,7 +143,7 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
 def _step(w: Worker, window: Window) -> None:
     """One D -> G -> F iteration, queued on the device (no host sync)."""
     t0 = time.perf_counter()
-    batch = to_device(next(w.stream), w.device, w.exp.train.channels_last)
+    batch = to_device(next(w.stream), w.device, w.exp)
     waited = time.perf_counter() - t0
     window.add(lsd.step(w.nets, w.opts, batch, w.exp), waited)
 

@@ -50,3 +50,61 @@ def test_instance_norm_reduces_bf16_in_fp32_and_keeps_float64():
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), nn.InstanceNorm2d(4)(x.float()), atol=2e-2, rtol=1e-2)
     assert InstanceNorm2d(4)(x.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("input_format", ["rgb_imagenet", "bgr_caffe"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compact_batches_expand_on_the_device_to_todays_batches(
+    tmp_path, input_format, channels_last
+):
+    from gtaray.config import load_experiment
+    from gtaray.data.cityscapes import Cityscapes
+    from gtaray.data.gta5 import GTA5
+    from gtaray.data.pairs import TripletStream
+    from gtaray.runtime import to_device
+    from tests.conftest import EXPERIMENTS
+    from tests.test_data_options import make_cityscapes_ramps, make_gta5_ramps
+
+    exp = load_experiment(
+        EXPERIMENTS / "smoke.yaml",
+        [f"model.input_format={input_format}", f"train.channels_last={channels_last}"],
+    )
+    # Real loaders, random crops per visit: the compact path must draw the same crops.
+    common = dict(crop="random", seed=4, input_format=input_format)
+    source = GTA5(make_gta5_ramps(tmp_path / "gta5", [(182, 120)] * 3), 182, 91, **common)
+    make_cityscapes_ramps(tmp_path / "cs", "train", {"aachen": 2}, (182, 110))
+    target = Cityscapes(tmp_path / "cs", "train", 182, 91, **common)
+    floats = TripletStream(source, target, batch_size=2, seed=4)
+    compact = TripletStream(source, target, batch_size=2, seed=4, compact=True)
+    device = torch.device("cpu")
+    for _ in range(5):  # past an epoch of each side
+        want, raw = next(floats), next(compact)
+        assert {v.dtype for v in raw.values()} == {torch.uint8}
+        assert sum(v.nbytes for v in want.values()) == 8 * sum(v.nbytes for v in raw.values())
+        got = to_device(raw, device, exp)
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            assert got[key].dtype == value.dtype, key
+            torch.testing.assert_close(got[key], value, atol=1e-6, rtol=0, msg=key)
+            if channels_last and value.ndim == 4:
+                assert got[key].is_contiguous(memory_format=torch.channels_last), key
+
+
+def test_compact_stream_refuses_datasets_without_compact_samples():
+    from gtaray.data.pairs import TripletStream
+    from tests.test_pairs import Numbered
+
+    with pytest.raises(TypeError, match=r"Numbered\.compact"):
+        TripletStream(Numbered(3), Numbered(3), 1, seed=0, compact=True)
+
+
+def test_synthetic_scenes_compact_samples_expand_to_their_samples():
+    from gtaray.data.synthetic import SyntheticScenes
+    from gtaray.data.transforms import expand
+
+    ds = SyntheticScenes("target", "train", 2, 64, 32, num_classes=16)
+    image, rgb, label = expand(
+        **{k: v for k, v in ds.compact(1).items()}, input_format="rgb_imagenet"
+    )
+    for key, value in (("image", image), ("rgb", rgb), ("label", label)):
+        assert torch.equal(value, ds[1][key]), key

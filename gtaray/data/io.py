@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode  # importing torchvision.io loads its libpng ops
 
 from gtaray.data.labels import encode
-from gtaray.data.transforms import INPUT_FORMATS, crop_array, crop_box, to_sample
+from gtaray.data.transforms import INPUT_FORMATS, crop_array, crop_box, to_compact, to_sample
 from gtaray.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -225,18 +225,26 @@ class PairDataset(Dataset):
         return self.files[self.indices[index]]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self._load(index, None)
+        return to_sample(*self._load(index, None), self.input_format)
 
     def draw(self, index: int, epoch: int) -> dict[str, torch.Tensor]:
         """Sample `index` as visited in `epoch` of training: a fresh random crop per epoch for
         crop "random" (the same for the same seed, index and epoch), else `self[index]`."""
+        return to_sample(*self._visit(index, epoch), self.input_format)
+
+    def compact(self, index: int, epoch: int) -> dict[str, torch.Tensor]:
+        """`draw`'s sample as uint8 rgb8 and label8 (gtaray.data.transforms.to_compact)."""
+        return to_compact(*self._visit(index, epoch))
+
+    def _visit(self, index: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         if self.crop != "random":
-            return self[index]
+            return self._load(index, None)
         # The dataset's name in the key: source and target index 0 do not crop alike.
         key = [self.seed, zlib.crc32(self.dataset.encode()), int(index), int(epoch)]
         return self._load(index, np.random.default_rng(key))
 
-    def _load(self, index: int, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+    def _load(self, index: int, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+        """The (HxWx3 image, label) uint8 arrays of sample `index`, cropped and resized."""
         img_path, lab_path = self.paths(index)
         image = read_rgb(img_path)
         raw = read_label(lab_path)
@@ -273,4 +281,4 @@ class PairDataset(Dataset):
         image = resize_image(np.ascontiguousarray(image), self.width, self.height)
         if not self.native_labels:
             label = resize_label(label, self.width, self.height)
-        return to_sample(image, label, self.input_format)
+        return image, label

@@ -51,7 +51,7 @@ from gtaray.data.scenes import (
     Layout,
     draw_layout,
 )
-from gtaray.data.transforms import to_sample
+from gtaray.data.transforms import to_compact, to_sample
 
 __all__ = ["CLASSES_PRESENT", "SyntheticScenes", "example_batch", "render", "target_style"]
 
@@ -285,10 +285,17 @@ class SyntheticScenes(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return to_sample(*self._arrays(index), self.input_format)
+
+    def compact(self, index: int, epoch: int = 0) -> dict[str, torch.Tensor]:
+        """Sample `index` as uint8 rgb8 and label8 (the same in every epoch)."""
+        return to_compact(*self._arrays(index))
+
+    def _arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < self.length:
             raise IndexError(index)
         image, label = render(index, self.seed, self.style, self.width, self.height, self.split)
-        return to_sample(image, self.labels[label], self.input_format)
+        return image, self.labels[label]
 
 
 def target_style(exp: Any) -> str:

@@ -8,6 +8,10 @@ A sample is a dict of tensors:
                        authors' weights)
   rgb    float32 3xHxW, RGB in [0, 1] whatever the format (what G reconstructs and D judges)
   label  int64 HxW, train ids, 255 = ignore
+
+Training batches travel compact instead (`to_compact`): rgb8 uint8 3xHxW and label8 uint8 HxW,
+8x fewer bytes to pin and copy than the three tensors above; `expand` makes those three from
+them on the device. `to_sample` is `expand` of `to_compact`, so both paths give equal values.
 """
 
 from __future__ import annotations
@@ -36,16 +40,31 @@ def model_input(rgb: torch.Tensor, input_format: str = "rgb_imagenet") -> torch.
     raise ValueError(f"unknown input format {input_format!r}; allowed: {', '.join(INPUT_FORMATS)}")
 
 
+def to_compact(image: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:
+    """HxWx3 uint8 image and HxW uint8 train-id map -> {"rgb8": 3xHxW, "label8": HxW}, uint8."""
+    if image.dtype != np.uint8 or label.dtype != np.uint8:
+        raise TypeError(f"need uint8 image and label, got {image.dtype} and {label.dtype}")
+    return {
+        "rgb8": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+        "label8": torch.from_numpy(np.ascontiguousarray(label)),
+    }
+
+
+def expand(
+    rgb8: torch.Tensor, label8: torch.Tensor, input_format: str = "rgb_imagenet"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Compact image(s) and label(s), on any device -> (image, rgb, label) as in a sample."""
+    rgb = rgb8.float().div_(255.0)
+    return model_input(rgb, input_format), rgb, label8.long()
+
+
 def to_sample(
     image: np.ndarray, label: np.ndarray, input_format: str = "rgb_imagenet"
 ) -> dict[str, torch.Tensor]:
-    """HxWx3 uint8 image and HxW train-id label map -> sample dict (see module docstring)."""
-    rgb = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    return {
-        "image": model_input(rgb, input_format),
-        "rgb": rgb,
-        "label": torch.from_numpy(np.ascontiguousarray(label)).long(),
-    }
+    """HxWx3 uint8 image and HxW uint8 train-id label map -> sample dict (module docstring)."""
+    compact = to_compact(image, label)
+    image_t, rgb, label_t = expand(compact["rgb8"], compact["label8"], input_format)
+    return {"image": image_t, "rgb": rgb, "label": label_t}
 
 
 def aspect_window(img_w: int, img_h: int, width: int, height: int) -> tuple[int, int]:

@@ -44,9 +44,9 @@ class InstanceNorm2d(nn.InstanceNorm2d):
 
     torch's instance norm reshapes to (1, B*C, H, W) and calls batch norm, which copies a
     channels_last activation to NCHW and back, forward and backward: on an H200 those copies
-    were about a third of the bf16 channels_last step's kernel time (docs/benchmarks.md). Here the statistics are reduced over
-    (H, W) in place, in fp32 or wider, and the result has the input's layout and dtype. Same
-    parameters and state_dict keys as the torch class.
+    were about a third of the bf16 channels_last step's kernel time (docs/benchmarks.md).
+    Here the statistics are reduced over (H, W) in place, in fp32 or wider, and the result
+    has the input's layout and dtype. Same parameters and state_dict keys as the torch class.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
