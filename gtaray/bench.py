@@ -13,6 +13,12 @@ Sections (side by side in one run; a rich table, and JSON into results.dir/bench
             eager: speed-up and how far the first step's losses move
   trainer   the same loop in a 1-worker TorchTrainer (ray_over_bare_ratio) and with 2 workers
   trial     per-trial fixed cost in a Tune sweep (trial start -> first report) and packing
+
+Every ratio (switches' `speedup`, trainer's `ray_over_bare_ratio` and
+`two_over_one_worker_samples_ratio`) is measured `--repeats` times, interleaved with what it is
+compared with, and reported as its median under the old key, plus `<key>_spread`: {median, low,
+high, values} (low/high: the smallest and largest of the per-repeat ratios in `values`). The
+speeds they come from are medians too, with their per-repeat `<key>_values`.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ from gtaray.data.splits import make_splits
 from gtaray.method import lsd
 from gtaray.plan import BENCH_FILE
 from gtaray.runtime import compile_nets, place, to_device, training_stream
+from gtaray.timing import interleaved, ratios, spread
 
 SECTIONS = ("data", "step", "switches", "trainer", "trial")
+REPEATS = 3  # default --repeats: measurements per ratio
 # Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets, no sparsity), by a substring of
 # torch.cuda.get_device_name(); the first match wins, so longer names come first.
 PEAK_TFLOPS = {
@@ -102,7 +110,11 @@ class Loop:
         return lsd.step(self.nets, self.opts, self.batch(), self.exp)
 
     def rate(self, steps: int) -> float:
-        """Iterations/s over `steps` steps (the device's time: synced at both ends only)."""
+        """Iterations/s over `steps` steps (the device's time: synced at both ends only).
+        Process-wide settings are this loop's again first: loops measured in turn share them."""
+        torch.backends.cudnn.benchmark = self.exp.train.cudnn_benchmark
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, int(self.exp.scaling.cpus_per_worker)))
         _sync(self.device)
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -194,57 +206,162 @@ def loss_drift(a: dict[str, float], b: dict[str, float]) -> float:
     return max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-12) for k in a)
 
 
-def bench_switches(exp: Experiment, steps: int, warmup: int, quick: bool) -> dict[str, dict]:
+def _warm(loop: Loop, steps: int) -> float:
+    """Seconds of `steps` first steps (torch.compile compiles here)."""
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loop.step()
+    _sync(loop.device)
+    return time.perf_counter() - t0
+
+
+def bench_switches(
+    exp: Experiment, steps: int, warmup: int, quick: bool, repeats: int = REPEATS
+) -> dict[str, dict]:
     """The `full` step under each switch, against fp32 eager (everything off). --quick leaves
-    out torch.compile (its compilation alone takes about a minute on 2 CPUs)."""
+    out torch.compile (its compilation alone takes about a minute on 2 CPUs).
+
+    Interleaved: the fp32 eager loop is built and warmed once and stays; each switch's loop is
+    built and warmed, then the two are timed in turn (fp32 eager, switch, fp32 eager, ...),
+    `repeats` pairs of `steps` steps. `speedup` is the median of the pairs' ratios, with its
+    `speedup_spread`, `iters_per_second_values` (the switch's) and `fp32_eager_its_values` (the
+    baseline's next to them). At most two loops are alive at a time (memory: twice one loop).
+    fp32 eager's own `iters_per_second` is the median of all its measurements; its speedup is
+    1 by definition, and its loss_drift (a second fresh run against the first) the noise floor
+    of the others'.
+    """
     base = exp.with_updates(
         {"method.variant": "full"} | {k: False for k in SWITCHES_ALL} | {"train.precision": "fp32"}
     )
     switches = {k: v for k, v in SWITCHES.items() if not (quick and k == "compile")}
     together = {k: v for s in switches.values() for k, v in s.items()}
     reference = first_losses(base)
-    out: dict[str, dict] = {}
-    for name, updates in ({"fp32_eager": {}} | switches | {"all": together}).items():
-        run = base.with_updates(updates)
-        loop = Loop(run)
-        try:
-            t0 = time.perf_counter()
-            for _ in range(warmup):  # compile happens here
-                loop.step()
-            _sync(loop.device)
-            warm = time.perf_counter() - t0
-            rate = loop.rate(steps)
-        finally:
-            loop.close()
-        # torch.compile's drift is tested on CPU (tests/test_fast_paths.py): compiling a second
-        # time here would double the section's time for one number.
-        drift = math.nan if run.train.compile else loss_drift(reference, first_losses(run))
-        out[name] = {"iters_per_second": rate, "warmup_s": warm, "loss_drift": drift}
-    for entry in out.values():
-        entry["speedup"] = entry["iters_per_second"] / out["fp32_eager"]["iters_per_second"]
+    out: dict[str, dict] = {"fp32_eager": {}}
+    baseline = Loop(base)
+    base_values: list[float] = []
+    try:
+        out["fp32_eager"]["warmup_s"] = _warm(baseline, warmup)
+        for name, updates in (switches | {"all": together}).items():
+            run = base.with_updates(updates)
+            loop = Loop(run)
+            try:
+                warm = _warm(loop, warmup)
+                pairs = interleaved(
+                    lambda: baseline.rate(steps), lambda lp=loop: lp.rate(steps), repeats
+                )
+            finally:
+                loop.close()
+            base_values += pairs["a"]
+            # torch.compile's drift is tested on CPU (tests/test_fast_paths.py): compiling a
+            # second time here would double the section's time for one number.
+            drift = math.nan if run.train.compile else loss_drift(reference, first_losses(run))
+            out[name] = {
+                "iters_per_second": spread(pairs["b"])["median"],
+                "iters_per_second_values": pairs["b"],
+                "fp32_eager_its_values": pairs["a"],
+                "warmup_s": warm,
+                "loss_drift": drift,
+                "speedup": pairs["median"],
+                "speedup_spread": {k: pairs[k] for k in ("median", "low", "high", "values")},
+            }
+        if not base_values:  # no switch at all: still a rate for the baseline
+            base_values = [baseline.rate(steps) for _ in range(repeats)]
+    finally:
+        baseline.close()
+    out["fp32_eager"] |= {
+        "iters_per_second": spread(base_values)["median"],
+        "iters_per_second_values": base_values,
+        "loss_drift": loss_drift(reference, first_losses(base)),
+        "speedup": 1.0,
+    }
     return out
 
 
-def bench_trainer(exp: Experiment, steps: int, storage: Path) -> dict[str, float]:
+def _windows(result, steps: int) -> list[dict]:
+    """The metrics of every evaluation window of a fit after its first (warm-up) window, in
+    order. Ray keeps the metrics of the checkpoints it keeps (train.num_to_keep)."""
+    frame = result.metrics_dataframe
+    rows = [] if frame is None else frame.sort_values("iteration").to_dict("records")
+    timed = [r for r in rows if r["iteration"] > steps]
+    return timed or [result.metrics]
+
+
+def bench_trainer(
+    exp: Experiment, steps: int, storage: Path, repeats: int = REPEATS
+) -> dict[str, float | list | dict]:
+    """The bare loop against the same loop in a 1-worker and a 2-worker TorchTrainer.
+
+    A TorchTrainer start costs ~10-20 s on 2 CPUs, a window of `steps` steps a fraction of a
+    second; so a fit's repeats are its evaluation windows, and the bare loop is timed between
+    the fits:
+
+        bare x repeats | fit 1 worker: warm-up window + repeats windows | bare x repeats |
+        fit 2 workers: warm-up window + repeats windows
+
+    Each window is `steps` iterations (eval_every), timed by the worker itself
+    (`iters_per_second`: from the window's first step to its report's sync, evaluation and
+    checkpoint excluded); the first window (allocations, first-step costs) is left out, every
+    later one kept (num_to_keep). One bare Loop, warmed once, serves both bare blocks.
+
+    ray_over_bare_ratio, per repeat i: window i of the 1-worker fit over the mean of bare
+    measurement i before and after that fit (a drift over the fit cancels to first order).
+    two_over_one_worker_samples_ratio, per repeat i: 2 x window i of the 2-worker fit over
+    window i of the 1-worker fit (the two fits follow each other: not interleaved, which would
+    cost a fit per repeat). Medians under the keys, `<key>_spread` and `<key>_values` beside.
+    `--quick` costs the same two fits as before plus 2 x repeats short windows.
+    """
     from gtaray.cluster import init_ray
     from gtaray.trainer import fit_trial
 
     init_ray()
-    out: dict[str, float] = {}
-    # Two evaluations: the second window is warm, and its report carries the first
-    # checkpoint's cost.
-    run = exp.with_updates({"train.iterations": 2 * steps, "train.eval_every": steps})
-    out["bare_its"] = step_rate(run, steps)
-    for workers in (1, 2):
-        scaled = run.with_updates({"scaling.num_workers": workers})
-        result = fit_trial(scaled, f"bench-{workers}w-{time.time_ns()}", storage)
-        out[f"ray_{workers}w_its"] = float(result.metrics["iters_per_second"])
-        out[f"data_wait_{workers}w"] = float(result.metrics["data_wait_fraction"])
-        out[f"eval_{workers}w_s"] = float(result.metrics["eval_seconds"])
-        out[f"checkpoint_{workers}w_s"] = float(result.metrics["checkpoint_seconds"])
-    out["ray_over_bare_ratio"] = out["ray_1w_its"] / out["bare_its"]
+    run = exp.with_updates(
+        {
+            "train.iterations": (1 + repeats) * steps,
+            "train.eval_every": steps,
+            "train.num_to_keep": max(exp.train.num_to_keep, 1 + repeats),
+        }
+    )
+    bare = Loop(run)
+    try:
+        _warm(bare, 2)
+        bare_values = [[bare.rate(steps) for _ in range(repeats)]]
+        windows = {}
+        for workers in (1, 2):
+            if bare.device.type == "cuda":
+                torch.cuda.empty_cache()  # leave the device to the trial's worker
+            scaled = run.with_updates({"scaling.num_workers": workers})
+            result = fit_trial(scaled, f"bench-{workers}w-{time.time_ns()}", storage)
+            windows[workers] = _windows(result, steps)
+            if workers == 1:
+                bare_values.append([bare.rate(steps) for _ in range(repeats)])
+    finally:
+        bare.close()
+    out: dict = {}
+    flat = bare_values[0] + bare_values[1]
+    out["bare_its"] = spread(flat)["median"]
+    out["bare_its_values"] = flat
+    for workers, rows in windows.items():
+        its = [float(r["iters_per_second"]) for r in rows]
+        out[f"ray_{workers}w_its"] = spread(its)["median"]
+        out[f"ray_{workers}w_its_values"] = its
+        for key, name in (
+            (f"data_wait_{workers}w", "data_wait_fraction"),
+            (f"eval_{workers}w_s", "eval_seconds"),
+            (f"checkpoint_{workers}w_s", "checkpoint_seconds"),
+        ):
+            out[key] = spread([float(r[name]) for r in rows])["median"]
+    one, two = out["ray_1w_its_values"], out["ray_2w_its_values"]
+    brackets = [(a + b) / 2 for a, b in zip(*bare_values, strict=True)]
+    m, n = min(len(one), len(brackets)), min(len(one), len(two))
+    ray_over_bare = spread(ratios(one[:m], brackets[:m]))
+    out["ray_over_bare_ratio"] = ray_over_bare["median"]
+    out["ray_over_bare_ratio_spread"] = ray_over_bare
     # Samples per second with 2 workers over 1 (each worker steps its own batch).
-    out["two_over_one_worker_samples_ratio"] = 2 * out["ray_2w_its"] / out["ray_1w_its"]
+    two_over_one = spread(ratios([2 * x for x in two[:n]], one[:n]))
+    out["two_over_one_worker_samples_ratio"] = two_over_one["median"]
+    out["two_over_one_worker_samples_ratio_spread"] = two_over_one
+    out["repeats"] = repeats
+    out["steps_per_window"] = steps
     return out
 
 
@@ -303,12 +420,15 @@ def run(
     console: Console,
     quick: bool = False,
     json_file: Path | None = None,
+    repeats: int = REPEATS,
 ) -> dict:
+    if repeats < 1:
+        raise ConfigError(f"repeats: must be >= 1, got {repeats}")
     if scheme(exp.results.dir):
         raise ConfigError(f"results.dir: gtaray bench writes a local folder, got {exp.results.dir}")
     folder = Path(exp.results.dir).resolve()
     warmup = 1 if quick else 2
-    results: dict = _about(exp)
+    results: dict = _about(exp) | {"repeats": repeats}
     t0 = time.perf_counter()
     if "data" in sections:
         results["synthetic_images_per_s"] = bench_data(exp, 10 if quick else 100)
@@ -316,9 +436,9 @@ def run(
         results["step"] = bench_step(exp, steps, warmup)
         results["iters_per_second"] = results["step"]["iters_per_second"]  # for --dry-run
     if "switches" in sections:
-        results["switches"] = bench_switches(exp, steps, warmup, quick)
+        results["switches"] = bench_switches(exp, steps, warmup, quick, repeats)
     if "trainer" in sections:
-        results["trainer"] = bench_trainer(exp, steps, folder / "bench-train")
+        results["trainer"] = bench_trainer(exp, steps, folder / "bench-train", repeats)
         results["ray_over_bare_ratio"] = results["trainer"]["ray_over_bare_ratio"]
     if "trial" in sections:
         results["trial"] = bench_trial(exp, 2 if quick else 4, folder)
@@ -341,19 +461,24 @@ def show(results: dict, console: Console) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     shown = {"iters_per_second", "ray_over_bare_ratio", "trial_overhead_s"}  # repeated
-    for name, value in _flatten({k: v for k, v in results.items() if k not in shown}):
+    flat = dict(_flatten({k: v for k, v in results.items() if k not in shown}))
+    for name, value in flat.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if isinstance(value, int) and value >= 1e6:
-            table.add_row(name, f"{value:.3e}")
-        else:
-            table.add_row(name, "nan" if math.isnan(value) else f"{value:.3g}")
+            continue  # lists of per-repeat values, spreads (shown with their median), text
+        text = f"{value:.3e}" if isinstance(value, int) and value >= 1e6 else _fmt(value)
+        if isinstance(ranged := flat.get(f"{name}_spread"), dict):  # median [low, high]
+            text = f"{text} [{_fmt(ranged['low'])}, {_fmt(ranged['high'])}]"
+        table.add_row(name, text)
     console.print(table)
+
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.3g}"
 
 
 def _flatten(tree: dict, prefix: str = ""):
     for key, value in tree.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not key.endswith("_spread"):
             yield from _flatten(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
@@ -366,7 +491,8 @@ def main(
     overrides: list[str],
     quick: bool = False,
     json_file: Path | None = None,
+    repeats: int = REPEATS,
 ) -> dict:
     defaults = [f"{k}={v}" for k, v in QUICK.items()] if quick else []
     exp = load_experiment(file or Path(__file__).parent / "bench.yaml", defaults + overrides)
-    return run(sections, exp, steps, Console(), quick, json_file)
+    return run(sections, exp, steps, Console(), quick, json_file, repeats)

@@ -245,6 +245,9 @@ def bench(
     steps: Annotated[
         int | None, typer.Option(help="timed iterations per measurement (default 10, quick 3)")
     ] = None,
+    repeats: Annotated[
+        int, typer.Option(help="interleaved measurements per ratio (median and range reported)")
+    ] = 3,
     override: Overrides = None,
 ) -> None:
     """Measure the data, the step (speed, FLOPs, MFU, memory), the fast-path switches, the
@@ -258,6 +261,8 @@ def bench(
     steps = steps if steps is not None else (3 if quick else 10)
     if steps < 1:  # zero or negative steps would write meaningless rates
         fail(f"--steps: must be >= 1, got {steps}")
+    if repeats < 1:
+        fail(f"--repeats: must be >= 1, got {repeats}")
     overrides = list(override or [])
     if device is not None:
         if device not in ("cpu", "cuda"):
@@ -275,7 +280,7 @@ def bench(
     if file is not None:
         _load(file, overrides)  # validate before anything runs
     with user_errors():
-        main(file, sections, steps, overrides, quick, json_file)
+        main(file, sections, steps, overrides, quick, json_file, repeats)
 
 
 @data_app.command("check")

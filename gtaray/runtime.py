@@ -31,11 +31,17 @@ def place(nets: lsd.Nets, exp: Experiment, device: torch.device) -> None:
             net.to(memory_format=torch.channels_last)
 
 
-def compile_nets(nets: lsd.Nets, exp: Experiment) -> None:
-    """torch.compile every net if asked (frozen passes reach the plain module via lsd.unwrap)."""
-    if exp.train.compile:
-        for name, net in nets.items():
-            setattr(nets, name, torch.compile(net))
+def compile_nets(nets: lsd.Nets, exp: Experiment, backend: str = "inductor") -> None:
+    """torch.compile every net if asked: the one that trains (through its DDP wrapper, if any)
+    and, separately, the plain module its frozen passes call (`Nets.frozen_call`): D inside G's
+    update, G and D inside F's, F without gradient. Each role always meets the same
+    requires_grad and grad mode, so after the first iteration nothing recompiles; dynamo keeps
+    one entry per role on the module's forward."""
+    if not exp.train.compile:
+        return
+    for name, net in nets.items():
+        nets.frozen_calls[name] = torch.compile(lsd.unwrap(net), backend=backend)
+        setattr(nets, name, torch.compile(net, backend=backend))
 
 
 def loader_workers(exp: Experiment) -> int:

@@ -80,6 +80,7 @@ def test_bench_refuses_non_positive_steps(steps):
         (["--size", "1024"], "--size"),
         (["--size", "axb"], "--size"),
         (["--device", "tpu"], "--device"),
+        (["--repeats", "0"], "--repeats"),
         (["--json", "/nonexistent-folder/bench.json"], "--json"),
         (["--only", "step,warp"], "--only"),
         (["-o", "train.loader_workers=-1"], "train.loader_workers"),

@@ -130,6 +130,12 @@ def test_bench_quick_json_has_every_figure(tmp_path, ray_address):
     for key in ("bare_its", "ray_1w_its", "ray_2w_its", "two_over_one_worker_samples_ratio"):
         assert positive(trainer[key]), (key, trainer)
     assert positive(figures["ray_over_bare_ratio"]) and figures["ray_over_bare_ratio"] < 3
+    repeats = figures["repeats"]
+    for key in ("ray_over_bare_ratio", "two_over_one_worker_samples_ratio"):
+        ranged = trainer[f"{key}_spread"]  # the median of interleaved repeats, and their range
+        assert ranged["low"] <= trainer[key] == ranged["median"] <= ranged["high"], key
+        assert len(ranged["values"]) == repeats and all(positive(v) for v in ranged["values"])
+    assert len(trainer["bare_its_values"]) == 2 * repeats  # before and after the 1-worker fit
     assert 0 <= trainer["data_wait_1w"] <= 1
     trial = figures["trial"]
     assert positive(trial["trial_to_first_report_s"]) and positive(trial["packing"])
@@ -139,5 +145,10 @@ def test_bench_quick_json_has_every_figure(tmp_path, ray_address):
     assert switches["fp32_eager"]["speedup"] == 1.0
     for name, entry in switches.items():
         assert positive(entry["iters_per_second"]) and positive(entry["speedup"]), name
+        assert len(entry["iters_per_second_values"]) >= repeats, name
+        if name != "fp32_eager":
+            ranged = entry["speedup_spread"]
+            assert ranged["low"] <= entry["speedup"] <= ranged["high"], name
+            assert len(ranged["values"]) == repeats, name
         assert entry["loss_drift"] <= TOLERANCE.get(name, TOLERANCE["bf16"]), (name, entry)
     assert figures["torch"] == torch.__version__ and figures["device"] == "cpu"

@@ -46,7 +46,9 @@ def test_instance_norm_reduces_bf16_in_fp32_and_keeps_float64():
     # A large mean: bf16 sums would lose the variance. Compared on the same rounded input,
     # the only difference left is the output's rounding to bf16.
     x = (torch.randn(1, 4, 16, 16) * 100 + 1000).bfloat16()
+    x = x.to(memory_format=torch.channels_last)  # NCHW input takes torch's own path
     y = InstanceNorm2d(4)(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), nn.InstanceNorm2d(4)(x.float()), atol=2e-2, rtol=1e-2)
     assert InstanceNorm2d(4)(x.double()).dtype == torch.float64
@@ -108,3 +110,51 @@ def test_synthetic_scenes_compact_samples_expand_to_their_samples():
     )
     for key, value in (("image", image), ("rgb", rgb), ("label", label)):
         assert torch.equal(value, ds[1][key]), key
+
+
+@pytest.mark.parametrize("variant", ["full", "feature_d"])
+def test_compiled_frozen_passes_never_recompile_and_match_eager(variant):
+    """Every role (trained net, frozen net inside another's update, F without gradient) is a
+    compiled callable of its own: flipping requires_grad between updates must not recompile.
+    aot_eager: dynamo's graphs and guards as with inductor, without its CPU code generation
+    (minutes here); inductor's numbers are checked in test_fast_paths."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from gtaray.config import load_experiment
+    from gtaray.data.synthetic import example_batch
+    from gtaray.method import lsd
+    from gtaray.runtime import compile_nets, place
+    from tests.conftest import EXPERIMENTS
+
+    exp = load_experiment(
+        EXPERIMENTS / "smoke.yaml",
+        # channels_last: the instance norm's own autograd.Function goes through dynamo too.
+        [f"method.variant={variant}", "model.dropout=0.0", "train.compile=true"]
+        + ["train.channels_last=true"],
+    )
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        nets = lsd.build(exp)
+        place(nets, exp, torch.device("cpu"))
+        runs.append((nets, lsd.make_optimizers(nets, exp)))
+        if compiled:
+            torch._dynamo.reset()
+            counters.clear()
+            compile_nets(nets, exp, backend="aot_eager")
+    assert set(runs[1][0].frozen_calls) == {name for name, _ in runs[1][0].items()}
+    graphs = []
+    for i in range(3):
+        batch = example_batch(exp.with_updates({"train.seed": i}))
+        batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                 for k, v in batch.items()}  # fmt: skip
+        eager, fast = (lsd.train_step(nets, opts, batch, exp) for nets, opts in runs)
+        assert eager.keys() == fast.keys()
+        for key in eager:
+            assert fast[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-6), (i, key)
+        graphs.append(dict(counters["stats"]) | {"frames": counters["frames"]["total"]})
+    # Each net trained once plus its frozen roles: more graphs than nets, so frozen passes
+    # are compiled; none added after the first iteration, so nothing recompiled.
+    assert graphs[0]["unique_graphs"] > len(runs[1][0].items())
+    assert graphs[0] == graphs[1] == graphs[2]

@@ -13,8 +13,8 @@ the gradients of the net that steps. No Ray here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -45,15 +45,27 @@ ARCHS = {
 IMAGE_D_STRIDE = 8
 
 
+NET_NAMES = ("F", "C", "G", "D")
+
+
 @dataclass
 class Nets:
     F: nn.Module
     C: nn.Module
     G: nn.Module | None = None
     D: nn.Module | None = None  # Discriminator, or FeatureD for feature_d
+    # Callables for the passes that do not train a net (gtaray.runtime.compile_nets fills it
+    # with compiled ones); a net missing here is called as its plain module, eagerly.
+    frozen_calls: dict[str, Callable] = field(default_factory=dict)
 
     def items(self) -> list[tuple[str, nn.Module]]:
-        return [(k, v) for k, v in vars(self).items() if v is not None]
+        return [(k, getattr(self, k)) for k in NET_NAMES if getattr(self, k) is not None]
+
+    def frozen_call(self, name: str) -> Callable:
+        """Net `name` for a pass that does not train it: never through its DDP wrapper, so
+        DDP only ever reduces the gradients of the net that steps."""
+        call = self.frozen_calls.get(name)
+        return unwrap(getattr(self, name)) if call is None else call
 
 
 @dataclass
@@ -172,7 +184,7 @@ def generate(nets: Nets, batch: dict) -> torch.Tensor:
     """G(F(x)) of both domains (source half first): F without gradient, G through its wrapper."""
     xs, xt = batch["src_image"], batch["tgt_image"]
     with torch.no_grad():
-        features = unwrap(nets.F)(torch.cat([xs, xt]))
+        features = nets.frozen_call("F")(torch.cat([xs, xt]))
     return nets.G(*features, xs.shape[2:])
 
 
@@ -215,7 +227,7 @@ def update_g(
     fake = generate(nets, batch) if fake is None else fake
     fake_s, fake_t = _halves(fake)
     with frozen(nets.D):
-        domain_logits, aux_logits = unwrap(nets.D)(fake)
+        domain_logits, aux_logits = nets.frozen_call("D")(fake)
     d_s, d_t = _halves(domain_logits)
     m, r = exp.method, exp.method.reduction
     out = {
@@ -243,13 +255,13 @@ def update_f(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experimen
     adversarial = None
     if variant == "feature_d":
         with frozen(nets.D):
-            d_s, d_t = _halves(unwrap(nets.D)(features[0]))
+            d_s, d_t = _halves(nets.frozen_call("D")(features[0]))
         adversarial = losses.domain(d_s, FEAT_TGT, r) + losses.domain(d_t, FEAT_SRC, r)
         adversarial = adversarial * feature_d_scale(exp, xs, features[0])
     else:
         with frozen(nets.G, nets.D):
-            fake = unwrap(nets.G)(*features, size)
-            domain_logits, aux_logits = unwrap(nets.D)(fake)
+            fake = nets.frozen_call("G")(*features, size)
+            domain_logits, aux_logits = nets.frozen_call("D")(fake)
         d_s, d_t = _halves(domain_logits)
         swap = variant != "within_domain"
         adversarial = losses.domain(d_s, TGT_REAL if swap else SRC_REAL, r) + losses.domain(
@@ -309,7 +321,7 @@ def step(nets: Nets, opts: Optimizers, batch: dict, exp: Experiment) -> dict[str
 def update_feature_d(nets: Nets, opt: torch.optim.Optimizer, batch: dict, exp: Experiment) -> dict:
     """FeatureD tells source fc7 features from target ones."""
     with torch.no_grad():
-        fc7 = unwrap(nets.F)(torch.cat([batch["src_image"], batch["tgt_image"]]))[0]
+        fc7 = nets.frozen_call("F")(torch.cat([batch["src_image"], batch["tgt_image"]]))[0]
     d_s, d_t = _halves(nets.D(fc7))
     r = exp.method.reduction
     out = {"d/src": losses.domain(d_s, FEAT_SRC, r), "d/tgt": losses.domain(d_t, FEAT_TGT, r)}

@@ -50,11 +50,35 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.track_running_stats or x.ndim != 4:
+        # Only channels_last needs it: torch's own path is exact for NCHW (and on the CPU
+        # accumulates in float64, which gtaray's 2-worker equality tests are tuned to).
+        if self.track_running_stats or x.ndim != 4 or x.is_contiguous():
             return super().forward(x)
-        wide = x.to(torch.promote_types(x.dtype, torch.float32))
-        var, mean = torch.var_mean(wide, dim=(2, 3), keepdim=True, correction=0)
-        y = (wide - mean) * torch.rsqrt(var + self.eps)
+        y = _InstanceNorm.apply(x, self.eps)
         if self.affine:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        return y.to(x.dtype)
+        return y
+
+
+class _InstanceNorm(torch.autograd.Function):
+    """Normalisation over (H, W) with batch norm's closed-form backward. Autograd through
+    var_mean would sum more rounding error into the input's gradient, whose per-map mean is
+    0 analytically: enough for Adam to turn into steps of lr on near-zero gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))
+        var, mean = torch.var_mean(wide, dim=(2, 3), keepdim=True, correction=0)
+        rstd = torch.rsqrt(var + eps)
+        # The input is saved, not the output: a ReLU after the norm may work in place.
+        ctx.save_for_backward(x, mean, rstd)
+        return ((wide - mean) * rstd).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x, mean, rstd = ctx.saved_tensors
+        normalised = (x.to(mean.dtype) - mean) * rstd
+        g = grad.to(normalised.dtype)
+        mean_g = g.mean(dim=(2, 3), keepdim=True)
+        mean_gx = (g * normalised).mean(dim=(2, 3), keepdim=True)
+        return ((g - mean_g - normalised * mean_gx) * rstd).to(grad.dtype), None
