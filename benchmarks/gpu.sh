@@ -18,7 +18,7 @@ common=(--device cuda --size 1024x512 --width 1.0 -o train.batch_size=1
 timeout "${STEP_TIMEOUT:-100}" "$py" -m gtaray bench --only step --steps 20 \
     --json "$out/step.json" "${common[@]}" > "$out/step.log" 2>&1
 echo "step: exit $?" >> "$out/gpu.txt"
-timeout "${SWITCHES_TIMEOUT:-240}" "$py" -m gtaray bench --only switches --steps 20 \
+timeout "${SWITCHES_TIMEOUT:-240}" "$py" -m gtaray bench --only switches --steps 20 --repeats 2 \
     --json "$out/switches.json" "${common[@]}" > "$out/switches.log" 2>&1
 echo "switches: exit $?" >> "$out/gpu.txt"
 cat "$out/gpu.txt"

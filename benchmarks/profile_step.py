@@ -4,7 +4,7 @@ and the top kernels (torch.profiler over PROFILED steps on one batch).
 
     python benchmarks/profile_step.py OUT_DIR [fp32|bf16_cl|fast ...]
 
-GPU time, per step, in profile.json (the arithmetic is in gtaray/timing.py, unit-tested):
+GPU time, per step, in profile.json (the arithmetic is in gtaray/gpu_time.py, unit-tested):
   gpu_busy_s        union of the device's kernel/memcpy/memset intervals from the trace's
                     timeline (overlapping streams count once; CPU rows are not read: they repeat
                     their kernels' time)
@@ -13,7 +13,7 @@ GPU time, per step, in profile.json (the arithmetic is in gtaray/timing.py, unit
                     the GPU's wall time, idle gaps included
   gpu_busy_fraction gpu_busy_s / profiled_wall_s (host wall time per step)
   kernels_per_step, gpu_by_category_s (copy, norm, optimizer, convolution, other: see
-  gtaray.timing.CATEGORIES), top_kernels
+  gtaray.gpu_time.CATEGORIES), top_kernels
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from gtaray.bench import Loop
 from gtaray.config import load_experiment
+from gtaray.gpu_time import gpu_summary, spans_from_profiler
 from gtaray.method import lsd
-from gtaray.timing import gpu_summary, spans_from_profiler
 
 PROFILED = 3  # steps under the profiler
 BASE = [

@@ -38,8 +38,8 @@ from gtaray.config import VARIANTS, ConfigError, Experiment, load_experiment, sc
 from gtaray.data.splits import make_splits
 from gtaray.method import lsd
 from gtaray.plan import BENCH_FILE
+from gtaray.ratios import interleaved, ratios, spread
 from gtaray.runtime import compile_nets, place, to_device, training_stream
-from gtaray.timing import interleaved, ratios, spread
 
 SECTIONS = ("data", "step", "switches", "trainer", "trial")
 REPEATS = 3  # default --repeats: measurements per ratio

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from gtaray.bench import _windows, show
-from gtaray.timing import interleaved, ratios, spread
+from gtaray.ratios import interleaved, ratios, spread
 
 
 def test_spread_is_median_min_max_and_values_in_order():

@@ -1,5 +1,5 @@
 """benchmarks/profile_step.py's GPU time comes from the device's timeline, each kernel once: the
-arithmetic (gtaray.timing) on handmade traces, and the extraction on a real CPU-only trace."""
+arithmetic (gtaray.gpu_time) on handmade traces, and the extraction on a real CPU-only trace."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from gtaray.timing import (
+from gtaray.gpu_time import (
     DeviceSpan,
     category,
     device_work,

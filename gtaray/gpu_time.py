@@ -1,67 +1,15 @@
-"""Small, checkable pieces of the speed measurements (`gtaray bench`, benchmarks/profile_step.py).
-
-Two kinds, both pure arithmetic on plain values so that tests can check them on handmade
-inputs without a GPU (no Ray here; torch only inside `spans_from_profiler`):
-
-* Ratios of two speeds, measured interleaved (A, B, A, B, ...) so that a slow drift of the
-  machine (another process, a frequency change) falls on both sides, reported as the median
-  and range of the per-repeat ratios: `spread`, `interleaved`, `ratios`.
-* GPU time from a torch.profiler trace, read off the device's timeline: `DeviceSpan`,
-  `device_work`, `union_us`, `category`, `gpu_summary`, `spans_from_profiler`.
+"""GPU time from a torch.profiler trace, read off the device's timeline
+(benchmarks/profile_step.py): kernels, memcpy and memset intervals, their union (concurrent
+streams count once), a per-category split. Plain arithmetic on plain values, so that tests
+check it on handmade spans without a GPU; torch only inside `spans_from_profiler`.
 """
 
 from __future__ import annotations
 
 import re
-import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
-
-# --- interleaved ratios ---------------------------------------------------------------------
-
-
-def spread(values: Sequence[float]) -> dict[str, Any]:
-    """Median, lowest and highest of `values`, and the values themselves in the order taken."""
-    if not values:
-        raise ValueError("spread of no values")
-    values = [float(v) for v in values]
-    return {
-        "median": statistics.median(values),
-        "low": min(values),
-        "high": max(values),
-        "values": values,
-    }
-
-
-def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:
-    """Per-repeat ratios of paired measurements (same length, same order)."""
-    if len(numerators) != len(denominators):
-        raise ValueError(f"{len(numerators)} numerators for {len(denominators)} denominators")
-    return [n / d for n, d in zip(numerators, denominators, strict=True)]
-
-
-def interleaved(
-    measure_a: Callable[[], float], measure_b: Callable[[], float], repeats: int
-) -> dict[str, Any]:
-    """Measure A, B, A, B, ... (`repeats` pairs) and return the `spread` of B/A per pair, plus
-    the raw measurements `a` and `b` in the order taken.
-
-    B/A of adjacent measurements, not median(B)/median(A): a change of the machine's speed
-    during the run moves both members of a pair, so the ratios stay put while the raw
-    figures drift, and the range of the ratios says how far one repeat can be trusted.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    a: list[float] = []
-    b: list[float] = []
-    for _ in range(repeats):
-        a.append(float(measure_a()))
-        b.append(float(measure_b()))
-    return spread(ratios(b, a)) | {"a": a, "b": b}
-
-
-# --- GPU time from a profiler trace ---------------------------------------------------------
 
 
 class DeviceSpan(NamedTuple):
