@@ -100,7 +100,7 @@ def sweep(
     """Run an experiment's sweep (grid or Optuna search) on Ray; one Parquet row per trial.
 
     Exit status: 0 when a trial completed, 1 when none did, 2 for bad input, 130 when
-    interrupted (continue with --resume)."""
+    interrupted, 143 when stopped by SIGTERM (continue with --resume)."""
     exp = _load(file, override, out)
     if dry_run:
         from gtaray.plan import print_plan
@@ -108,17 +108,22 @@ def sweep(
         with user_errors(file):
             print_plan(exp)
         return
+    from gtaray.lock import SweepLock
     from gtaray.preflight import check_inputs, check_local_resources, check_start
+    from gtaray.storage import Store
 
     again = _resume_command(file, out, override)
     with user_errors(file), interruptible(again):
+        lock = SweepLock(Store.at(exp.results.dir), exp.name)
+        lock.refuse_if_held()  # a running sweep is named first, with or without --resume
         check_start(exp, resume)  # a refused overwrite answers before the data is read
         check_local_resources(exp)
         check_inputs(exp)
         from gtaray.sweep import run_sweep
 
         try:
-            outcome = run_sweep(exp, resume=resume)
+            with lock.held():
+                outcome = run_sweep(exp, resume=resume)
         except ResultsWriteError as e:
             typer.echo(
                 f"gtaray: error: {e}; rows written before are intact. "
@@ -149,14 +154,21 @@ def _resume_command(file: Path, out: str | None, overrides: list[str] | None) ->
     return shlex.join(words)
 
 
-def _interrupted(again: str, what: str = "interrupted") -> None:
+def _interrupted(again: str, what: str | None = None) -> None:
+    from gtaray.stopping import stop_cause, stop_status
+
+    what = stop_cause() if what is None else f"{stop_cause()}: {what}"
     typer.echo(f"gtaray: {what}; continue with: {again}", err=True)
-    raise typer.Exit(130)
+    raise typer.Exit(stop_status())
 
 
 @contextmanager
 def interruptible(again: str):
-    """Ctrl-C before Tune takes over the signal: exit 130 with the command that resumes."""
+    """Ctrl-C or SIGTERM before Tune takes over the signal: exit 130 or 143 with the command
+    that resumes."""
+    from gtaray.stopping import stop_on_sigterm
+
+    stop_on_sigterm()
     try:
         yield
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ import ray
 
 from gtaray.config import ConfigError, Experiment
 from gtaray.preflight import check_resources, placeable_workers
+from gtaray.stopping import stop_on_sigterm
 from gtaray.storage import Store
 
 # Reports reach the trial's driver at this poll interval (Ray's default: 2 s).
@@ -75,6 +76,7 @@ def init_ray(address: str | None = None, **local: Any) -> None:
             configure_logging=True,
             **(local if address is None else {}),
         )
+    stop_on_sigterm()  # ray.init's own handler exits mid-sweep (gtaray.stopping)
 
 
 def _free_port() -> int:

@@ -72,7 +72,8 @@ def check_start(exp: Experiment, resume: bool) -> bool:
         _check_writable(Path(store.root))
     folder = store.uri(exp.name)
     if not resume:
-        if store.exists(exp.name):
+        # Visible names only: the sweep's own lock (a dot-name) does not make a run.
+        if store.is_file(exp.name) or store.names(exp.name) or store.folders(exp.name):
             raise ConfigError(
                 f"{folder}: experiment already exists; pass --resume to continue it, "
                 "or choose another --out / name"

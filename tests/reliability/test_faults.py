@@ -18,7 +18,7 @@ import pytest
 from gtaray.config import load_experiment
 from gtaray.results import load_curves, load_trials
 from gtaray.sweep import run_sweep
-from tests.conftest import EXPERIMENTS, ROOT, run_cli
+from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, run_cli
 from tests.faults import KillOnce
 from tests.reliability.tally import count
 
@@ -143,6 +143,42 @@ def test_ctrl_c_exits_130_with_a_hint_and_resume_loses_no_curve_point(tmp_path, 
     assert (rows["status"] == "completed").all()
     curves = load_curves(tmp_path, "smoke")
     for trial_id, curve in curves.groupby("trial_id"):
+        assert curve["iteration"].tolist() == [100, 200, 300, 400], trial_id
+
+
+def test_sigterm_stops_cleanly_with_143_and_resume_runs_each_trial_once(tmp_path, ray_address):
+    """What SLURM's time limit, scancel and preemption send: SIGTERM to the sweep process
+    (ray.init's own handler would sys.exit mid-sweep; gtaray.stopping routes it to Tune's
+    graceful stop)."""
+    args = sweep_args(tmp_path, "sweep.seeds=[0]", "train.iterations=400", "train.eval_every=100")
+    driver = start_sweep(args, ray_address, stderr=subprocess.PIPE, text=True)
+    train = tmp_path / "smoke" / "train"
+    wait_for(lambda: train.glob("*/checkpoint_*/state.pt"))
+    # While it runs, a second sweep of the experiment is refused, naming the first.
+    for extra in ([], ["--resume"]):
+        second = run_cli(*args, *extra, env={"RAY_ADDRESS": ray_address})
+        assert_one_line_error(second, "a sweep of this experiment is running", f"pid {driver.pid}")
+    reported = {
+        trial_id: curve["iteration"].tolist()
+        for trial_id, curve in load_curves(tmp_path, "smoke").groupby("trial_id")
+    }
+    driver.send_signal(signal.SIGTERM)  # the process alone, as `kill PID` and scancel do
+    _, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 143, stderr[-2000:]
+    assert "stopped by SIGTERM" in stderr
+    assert "continue with: gtaray sweep" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr
+    stopped = load_curves(tmp_path, "smoke")
+    for trial_id, points in reported.items():  # every point reported before the stop is kept
+        kept = stopped[stopped["trial_id"] == trial_id]["iteration"].tolist()
+        assert kept[: len(points)] == points, trial_id
+
+    resumed = run_cli(*args, "--resume", env={"RAY_ADDRESS": ray_address})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = load_trials(tmp_path, "smoke")
+    account(rows, 2)
+    assert (rows["status"] == "completed").all()
+    for trial_id, curve in load_curves(tmp_path, "smoke").groupby("trial_id"):
         assert curve["iteration"].tolist() == [100, 200, 300, 400], trial_id
 
 
