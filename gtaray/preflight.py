@@ -72,8 +72,7 @@ def check_start(exp: Experiment, resume: bool) -> bool:
         _check_writable(Path(store.root))
     folder = store.uri(exp.name)
     if not resume:
-        # Visible names only: the sweep's own lock (a dot-name) does not make a run.
-        if store.is_file(exp.name) or store.names(exp.name) or store.folders(exp.name):
+        if store.exists(exp.name) and not _holds_only_the_lock(store, exp.name):
             raise ConfigError(
                 f"{folder}: experiment already exists; pass --resume to continue it, "
                 "or choose another --out / name"
@@ -91,6 +90,14 @@ def check_start(exp: Experiment, resume: bool) -> bool:
             f"(hash {snapshot['config_hash']} -> {exp.config_hash()}); use a new name"
         )
     return True
+
+
+def _holds_only_the_lock(store: Store, name: str) -> bool:
+    """The experiment folder holds the sweep lock and nothing else: the lock this very sweep
+    took (gtaray.lock) before run_sweep checks again, not a run to overwrite."""
+    from gtaray.lock import LOCK
+
+    return store.exists(f"{name}/{LOCK}") and not (store.names(name) or store.folders(name))
 
 
 def check_inputs(exp: Experiment) -> None:
