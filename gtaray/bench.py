@@ -147,17 +147,6 @@ def bench_data(exp: Experiment, images: int) -> dict[str, float]:
     return out
 
 
-def step_rate(exp: Experiment, steps: int, warmup: int = 2) -> float:
-    """Iterations/s of the bare loop (the figure `--dry-run` estimates use)."""
-    loop = Loop(exp)
-    try:
-        for _ in range(warmup):
-            loop.step()
-        return loop.rate(steps)
-    finally:
-        loop.close()
-
-
 def bench_step(exp: Experiment, steps: int, warmup: int) -> dict[str, dict]:
     device = torch.device(exp.scaling.device)
     peak = peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
