@@ -59,6 +59,7 @@ class SweepLock:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.started = datetime.now(UTC).isoformat(timespec="seconds")
         self._stop = threading.Event()
+        self._made: list[Path] = []  # folders this lock created (local stores), deepest first
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -107,7 +108,9 @@ class SweepLock:
         data = self._content()
         if self.store.is_local:
             path = Path(self.store.path(self.key))
+            missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._made = missing or self._made
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
@@ -159,9 +162,11 @@ class SweepLock:
         holder = self.holder()
         if holder is not None and holder.get("token") == self.token:
             self._delete()
-        if self.store.is_local:  # a lock taken before a refused start leaves no empty folder
-            with contextlib.suppress(OSError):
-                Path(self.store.path(self.key)).parent.rmdir()
+        for folder in self._made:  # a start refused after the lock leaves no folder behind
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the sweep wrote into it, and so into its parents
+                break
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

@@ -85,11 +85,15 @@ def test_the_heartbeat_renews_the_lease_and_never_overwrites_a_new_holder(tmp_pa
     assert lock.holder()["token"] == "new"  # release leaves the new holder's lock alone
 
 
-def test_a_refused_start_leaves_no_empty_experiment_folder(tmp_path):
-    store = Store.at(tmp_path)
+def test_a_refused_start_leaves_no_folder_the_lock_made(tmp_path):
+    store = Store.at(tmp_path / "results")  # neither the results folder nor exp/ exists yet
     with SweepLock(store, "exp").held():
-        assert (tmp_path / "exp" / LOCK).exists()
-    assert not (tmp_path / "exp").exists()
+        assert (tmp_path / "results" / "exp" / LOCK).exists()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept" / "exp").mkdir(parents=True)  # folders that were there stay
+    with SweepLock(Store.at(tmp_path / "kept"), "exp").held():
+        pass
+    assert (tmp_path / "kept" / "exp").is_dir()
 
 
 def test_on_s3_the_lock_is_a_conditional_put(s3):
