@@ -6,7 +6,9 @@ Bad input: one line on stderr, exit status 2, before any expensive work.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +17,7 @@ import typer
 
 from gtaray.config import ConfigError, Experiment, load_experiment
 from gtaray.errors import USER_ERRORS, ResultsWriteError
+from gtaray.services import NoAnswer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
@@ -46,8 +49,11 @@ def main(
     """Domain adaptation for semantic segmentation (LSD, CVPR 2018) as Ray sweeps."""
 
 
-def fail(message: str) -> None:
+def fail(message: str, hard: bool = False) -> None:
     typer.echo(f"gtaray: error: {message}", err=True)
+    if hard:  # a client thread still waits on the network; interpreter shutdown would wait too
+        sys.stderr.flush()
+        os._exit(2)
     raise typer.Exit(2)
 
 
@@ -61,7 +67,7 @@ def user_errors(file: Path | None = None):
         message = str(e)
         if file is not None and re.match(r"[a-z_]+(\.[a-z_0-9]+)+: ", message):
             message = f"{file.name}: {message}"
-        fail(message)
+        fail(message, hard=isinstance(e, NoAnswer))
 
 
 def _load(file: Path, overrides: list[str] | None, out: str | None = None) -> Experiment:
@@ -114,6 +120,7 @@ def sweep(
 
     again = _resume_command(file, out, override)
     with user_errors(file), interruptible(again):
+        _check_services(exp)  # before the lock: a store that does not answer holds no lock
         lock = SweepLock(Store.at(exp.results.dir), exp.name)
         lock.refuse_if_held()  # a running sweep is named first, with or without --resume
         check_start(exp, resume)  # a refused overwrite answers before the data is read
@@ -142,6 +149,14 @@ def sweep(
             err=True,
         )
         raise typer.Exit(1)
+
+
+def _check_services(exp: Experiment) -> None:
+    """The results store and the Ray cluster answer, in seconds, before anything starts."""
+    from gtaray.services import check_ray_address, check_store
+
+    check_store(exp.results.dir)
+    check_ray_address()
 
 
 def _resume_command(file: Path, out: str | None, overrides: list[str] | None) -> str:
@@ -184,6 +199,7 @@ def train(file: Path, override: Overrides = None) -> None:
     from gtaray.preflight import check_inputs, check_local_resources
 
     with user_errors(file):
+        _check_services(exp)
         check_local_resources(exp)
         check_inputs(exp)
         from gtaray.trainer import run_trial
@@ -194,6 +210,18 @@ def train(file: Path, override: Overrides = None) -> None:
     print_metrics(metrics)
     if metrics.get("diverged"):
         raise typer.Exit(1)
+
+
+def _check_results_folder(folder: str) -> None:
+    """A results location to read: a supported URI, or a local folder that exists."""
+    from gtaray.config import check_location, scheme
+
+    try:
+        check_location(folder)
+    except ValueError as e:
+        fail(str(e))
+    if scheme(folder) is None and not Path(folder).is_dir():
+        fail(f"{folder}: no such results folder")
 
 
 @app.command()
@@ -220,21 +248,41 @@ def report(
         fail(f"--select: must be last, target_val or source_val, got {select!r}")
     if top < 1:
         fail(f"--top: must be >= 1, got {top}")
-    from gtaray.config import check_location, scheme
-
-    try:
-        check_location(folder)
-    except ValueError as e:
-        fail(str(e))
-    if scheme(folder) is None and not Path(folder).is_dir():
-        fail(f"{folder}: no such results folder")
+    _check_results_folder(folder)
     from gtaray.report_run import run_report
+    from gtaray.services import check_store
 
     with user_errors():
+        check_store(folder, key=None)
         try:
             run_report(folder, experiment, fmt, select, plots, top)
         except OSError as e:
             fail(f"{folder}: cannot read: {e}")
+
+
+@app.command()
+def status(
+    folder: Annotated[str, typer.Argument(help="results folder or URI (s3://, gs://, file://)")] = (
+        "results"
+    ),
+    experiment: Annotated[str | None, typer.Option(help="only this experiment")] = None,
+) -> None:
+    """Where each experiment stands: trials by status, the best selection metric so far, the
+    sweep holding it (and since when), a search's best configuration. Reads only the results."""
+    _check_results_folder(folder)
+    from gtaray.services import check_store
+    from gtaray.status import folder_status, render_status
+
+    with user_errors():
+        check_store(folder, key=None)
+        try:
+            found = folder_status(folder, experiment)
+        except OSError as e:
+            fail(f"{folder}: cannot read: {e}")
+        if not found:
+            what = f"experiment {experiment!r}" if experiment else "experiment"
+            fail(f"{folder}: no {what} folder (one with experiment.json or trials/)")
+        typer.echo(render_status(found), nl=False)
 
 
 @app.command()
@@ -292,6 +340,12 @@ def bench(
     if file is not None:
         _load(file, overrides)  # validate before anything runs
     with user_errors():
+        from gtaray.services import check_cuda, check_ray_address
+
+        if device == "cuda":
+            check_cuda("--device cuda")
+        if "trainer" in sections or "trial" in sections:  # the sections that start Ray
+            check_ray_address()
         main(file, sections, steps, overrides, quick, json_file, repeats)
 
 

@@ -71,7 +71,7 @@ class SweepLock:
         except (FileNotFoundError, OSError, ValueError):
             return None
 
-    def _stale(self, holder: dict) -> str | None:
+    def stale_reason(self, holder: dict) -> str | None:
         """Why a holder no longer counts (None: it does)."""
         if holder.get("host") == self.host and not _pid_alive(int(holder.get("pid", -1))):
             return f"pid {holder.get('pid')} on this host is gone"
@@ -81,7 +81,7 @@ class SweepLock:
 
     def refuse_if_held(self) -> None:
         holder = self.holder()
-        if holder is not None and self._stale(holder) is None:
+        if holder is not None and self.stale_reason(holder) is None:
             raise self._held_by(holder)
 
     def _held_by(self, holder: dict) -> LockHeld:
@@ -129,11 +129,19 @@ class SweepLock:
         holder = self.holder()
         return holder is not None and holder.get("token") == self.token
 
+    def _try_create(self) -> bool:
+        try:
+            return self._create()
+        except (OSError, _ClientError) as e:  # read-only keys, a read-only mount, a full disk
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            where = self.store.uri(self.key)
+            raise ConfigError(f"{where}: cannot write the lock: {first}") from None
+
     def acquire(self) -> None:
-        if self._create():
+        if self._try_create():
             return
         holder = self.holder() or {}
-        why = self._stale(holder) if holder else "it is unreadable"
+        why = self.stale_reason(holder) if holder else "it is unreadable"
         if why is None:
             raise self._held_by(holder)
         print(
@@ -142,7 +150,7 @@ class SweepLock:
             file=sys.stderr,
         )
         self._delete()
-        if not self._create():  # another process took it over first
+        if not self._try_create():  # another process took it over first
             raise self._held_by(self.holder() or {})
 
     def _heartbeat(self) -> None:
@@ -179,19 +187,26 @@ class SweepLock:
             self.release()
 
 
+try:
+    from botocore.exceptions import ClientError as _ClientError
+except ImportError:  # boto3 is optional: without it S3 locks are written through pyarrow
+
+    class _ClientError(Exception):  # type: ignore[no-redef]
+        pass
+
+
 def _s3_put_if_absent(path: str, data: bytes) -> bool | None:
     """PUT `bucket/key` only if absent (S3 conditional writes): True if created, False if it
     existed, None when boto3 is not installed or the store does not support the condition."""
     try:
         import boto3
-        from botocore.exceptions import ClientError
     except ImportError:
         return None
     bucket, key = path.split("/", 1)
     client = boto3.client("s3")  # endpoint and credentials from the environment, as pyarrow's
     try:
         client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
-    except ClientError as e:
+    except _ClientError as e:
         code = e.response.get("Error", {}).get("Code", "")
         if code in ("PreconditionFailed", "ConditionalRequestConflict"):
             return False

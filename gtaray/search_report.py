@@ -62,23 +62,28 @@ def importances(rows: pd.DataFrame, exp: Experiment, metric: str) -> dict[str, f
     return dict(optuna.importance.get_param_importances(study))
 
 
+def best_overrides(rows: pd.DataFrame, exp: Experiment) -> str:
+    """The best completed trial's searched values as `-o key=value` flags ("" if none)."""
+    metric, params = exp.sweep.metric, list(_distributions(exp))
+    done = rows[(rows["status"] == "completed") & rows[metric].notna()]
+    if done.empty:
+        return ""
+    best = done.loc[done[metric].idxmax()]
+    parts = []
+    for key in params:
+        value = best[_column(key)]
+        parts.append(f"-o {key}={value:.4g}" if isinstance(value, float) else f"-o {key}={value}")
+    return " ".join(parts)
+
+
 def summarise_search(rows: pd.DataFrame, exp: Experiment, k: int = 5) -> SearchSummary:
     metric = exp.sweep.metric
     params = list(_distributions(exp))
     columns = ["trial_id", "status", *(_column(p) for p in params), metric, "target_miou"]
     ranked = rows.sort_values(metric, ascending=False, na_position="last")[columns]
-    best = ranked[ranked["status"] == "completed"].head(1)
-    overrides = ""
-    if len(best):
-        values = best.iloc[0]
-        parts = []
-        for key in params:
-            value = values[_column(key)]
-            parts.append(
-                f"-o {key}={value:.4g}" if isinstance(value, float) else f"-o {key}={value}"
-            )
-        overrides = " ".join(parts)
-    return SearchSummary(metric, params, ranked.head(k), importances(rows, exp, metric), overrides)
+    return SearchSummary(
+        metric, params, ranked.head(k), importances(rows, exp, metric), best_overrides(rows, exp)
+    )
 
 
 def render_search(summary: SearchSummary, fmt: str = "table", console=None) -> str:

@@ -53,6 +53,11 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
     assert report.returncode == 0, report.stderr
     assert "Search smoke:" in report.stdout and "Ranked by target_val_miou" in report.stdout
     assert "Best configuration: -o optim.lr_f=" in report.stdout
+    best = report.stdout.split("Best configuration: ", 1)[1].split("\n", 1)[0].strip(" `")
+    status = run_cli("status", str(tmp_path))
+    assert status.returncode == 0, status.stderr
+    assert "smoke: finished\n  trials: 4 of 4 have a row" in status.stdout
+    assert f"  best configuration: {best}\n" in status.stdout
 
 
 def test_diverging_trial_is_a_row_and_the_sweep_goes_on(tmp_path, ray_address):

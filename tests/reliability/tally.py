@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from collections import Counter
 
-KINDS = ("bad configs", "bad data files", "faults injected", "rows lost")
+KINDS = ("bad configs", "bad data files", "missing services", "faults injected", "rows lost")
 COUNTS: Counter[str] = Counter()
+SLOWEST: dict[str, float] = {}  # kind: the longest time a case of it took to be answered
 
 
-def count(kind: str, n: int = 1) -> None:
-    """Record n more cases of a kind; call it at the end of a test, once it has passed."""
+def count(kind: str, n: int = 1, seconds: float | None = None) -> None:
+    """Record n more cases of a kind (and how long one took to answer, when timed); call it
+    at the end of a test, once it has passed."""
     assert kind in KINDS, kind
     COUNTS[kind] += n
+    if seconds is not None:
+        SLOWEST[kind] = max(SLOWEST.get(kind, 0.0), seconds)
 
 
 def line() -> str | None:
     if not COUNTS:
         return None
-    return "reliability: " + ", ".join(f"{kind}: {COUNTS[kind]}" for kind in KINDS)
+    parts = []
+    for kind in KINDS:
+        slowest = f" (each answered within {SLOWEST[kind]:.1f} s)" if kind in SLOWEST else ""
+        parts.append(f"{kind}: {COUNTS[kind]}{slowest}")
+    return "reliability: " + ", ".join(parts)

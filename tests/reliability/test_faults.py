@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,6 +159,10 @@ def test_sigterm_stops_cleanly_with_143_and_resume_runs_each_trial_once(tmp_path
     for extra in ([], ["--resume"]):
         second = run_cli(*args, *extra, env={"RAY_ADDRESS": ray_address})
         assert_one_line_error(second, "a sweep of this experiment is running", f"pid {driver.pid}")
+    running = run_cli("status", str(tmp_path))  # reads the folder only, as on a login node
+    assert running.returncode == 0, running.stderr
+    assert f"smoke: running (host {socket.gethostname()}, pid {driver.pid}, since" in running.stdout
+    assert "of 2 have a row" in running.stdout and "under way" in running.stdout
     reported = {
         trial_id: curve["iteration"].tolist()
         for trial_id, curve in load_curves(tmp_path, "smoke").groupby("trial_id")
@@ -172,6 +177,8 @@ def test_sigterm_stops_cleanly_with_143_and_resume_runs_each_trial_once(tmp_path
     for trial_id, points in reported.items():  # every point reported before the stop is kept
         kept = stopped[stopped["trial_id"] == trial_id]["iteration"].tolist()
         assert kept[: len(points)] == points, trial_id
+    interrupted = run_cli("status", str(tmp_path)).stdout
+    assert "smoke: interrupted\n" in interrupted and "resume continues them" in interrupted
 
     resumed = run_cli(*args, "--resume", env={"RAY_ADDRESS": ray_address})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -180,6 +187,12 @@ def test_sigterm_stops_cleanly_with_143_and_resume_runs_each_trial_once(tmp_path
     assert (rows["status"] == "completed").all()
     for trial_id, curve in load_curves(tmp_path, "smoke").groupby("trial_id"):
         assert curve["iteration"].tolist() == [100, 200, 300, 400], trial_id
+    finished = run_cli("status", str(tmp_path)).stdout
+    best = max(
+        rows["target_val_miou"].max(), load_curves(tmp_path, "smoke")["target_val_miou"].max()
+    )
+    assert "smoke: finished\n  trials: 2 of 2 have a row (2 completed)\n" in finished
+    assert f"best target_val_miou so far: {best:.4g}" in finished
 
 
 def digest(path):
