@@ -107,7 +107,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 def pytest_terminal_summary(terminalreporter):
     """The reliability suite's counts (bad configs, bad data files, faults, rows lost)."""
-    from tests.reliability.tally import line
+    from tests.reliability.tally import line, measured_line
 
-    if line():
-        terminalreporter.write_line(line())
+    for text in (line(), measured_line()):
+        if text:
+            terminalreporter.write_line(text)

@@ -15,6 +15,7 @@ import pytest
 from gtaray.results import load_curves, load_trials
 from tests import slurm_cluster
 from tests.conftest import EXPERIMENTS, ROOT
+from tests.reliability.tally import measured
 
 pytestmark = pytest.mark.ray
 SBATCH = ROOT / "slurm" / "gtaray.sbatch"
@@ -52,24 +53,11 @@ def ray_processes_of(job: str) -> str:
     return found.stdout.strip()
 
 
-def test_sbatch_runs_a_sweep_across_both_nodes_and_stops_ray(tmp_path, slurm):
-    out = f"file://{tmp_path}/results"
-    log = tmp_path / "job.log"
-    result = sbatch(slurm, log, *sweep(out), wait=True)
-    text = log.read_text()
-    assert result.returncode == 0, text[-3000:]
-    job = result.stdout.strip().split(";")[0]
-    assert "2 node(s)" in text and "Ray stopped on 2 node(s)" in text, text[-3000:]
-    rows = load_trials(out, "smoke")
-    assert len(rows) == 2 and (rows["status"] == "completed").all()
-    assert rows["node_id"].nunique() == 2  # one trial on each 1-CPU node, at the same time
-    assert ray_processes_of(job) == ""
-
-
 def test_slurm_sigterm_stops_the_sweep_cleanly_and_a_resumed_job_finishes(tmp_path, slurm):
     out = f"file://{tmp_path}/results"
     args = sweep(out, "train.iterations=300", "train.eval_every=100")
     log = tmp_path / "first.log"
+    started = time.monotonic()
     submitted = sbatch(slurm, log, *args, wait=False)
     assert submitted.returncode == 0, submitted.stderr
     job = submitted.stdout.strip().split(";")[0]
@@ -78,6 +66,7 @@ def test_slurm_sigterm_stops_the_sweep_cleanly_and_a_resumed_job_finishes(tmp_pa
         assert time.time() < deadline, log.read_text()[-3000:]
         assert slurm_cluster.job_state(slurm, job) in ("PENDING", "RUNNING"), log.read_text()
         time.sleep(1)
+    measured("sbatch to the first curve row", time.monotonic() - started)
     # What --signal=B:TERM@120 does before the time limit: SIGTERM to the batch script.
     subprocess.run(["scancel", "--batch", "--signal=TERM", job], env=slurm, check=True)
     while slurm_cluster.job_state(slurm, job) in ("PENDING", "RUNNING", "COMPLETING"):
@@ -90,9 +79,16 @@ def test_slurm_sigterm_stops_the_sweep_cleanly_and_a_resumed_job_finishes(tmp_pa
     assert "Ray stopped on 2 node(s)" in text
     assert ray_processes_of(job) == ""
 
-    resumed = sbatch(slurm, tmp_path / "second.log", *args, "--resume", wait=True)
-    assert resumed.returncode == 0, (tmp_path / "second.log").read_text()[-3000:]
+    # The chained job (`sbatch --dependency=afterany:JOB ... --resume`) finishes the sweep,
+    # one trial on each 1-CPU node at the same time, and stops Ray on both.
+    second = tmp_path / "second.log"
+    resumed = sbatch(slurm, second, *args, "--resume", wait=True)
+    text = second.read_text()
+    assert resumed.returncode == 0, text[-3000:]
+    assert "2 node(s)" in text and "Ray stopped on 2 node(s)" in text, text[-3000:]
+    assert ray_processes_of(resumed.stdout.strip().split(";")[0]) == ""
     rows = load_trials(out, "smoke")
     assert len(rows) == 2 and (rows["status"] == "completed").all()
+    assert rows["node_id"].nunique() == 2
     for trial_id, curve in load_curves(out, "smoke").groupby("trial_id"):
         assert curve["iteration"].tolist() == [100, 200, 300], trial_id
