@@ -44,6 +44,11 @@ def test_sweep_on_s3_survives_a_kill_resumes_from_the_uri_and_reports(tmp_path, 
     )
     store = Store.at(out)
     deadline = time.time() + 300
+    while not store.exists("smoke/.sweep.lock") and time.time() < deadline:
+        time.sleep(0.2)
+    # While it runs, a second sweep of the S3 experiment is refused (the lock object).
+    second = run_cli(*args, "--resume", env={"RAY_ADDRESS": ray_address})
+    assert_one_line_error(second, "a sweep of this experiment is running", f"pid {driver.pid}")
     while not store.names("smoke/trials", ".parquet") and time.time() < deadline:
         time.sleep(0.5)
     os.killpg(driver.pid, signal.SIGKILL)
@@ -52,6 +57,9 @@ def test_sweep_on_s3_survives_a_kill_resumes_from_the_uri_and_reports(tmp_path, 
 
     resumed = run_cli(*args, "--resume", env={"RAY_ADDRESS": ray_address})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The killed sweep's lock is taken over at once: its host is this one, its pid is gone.
+    assert f"pid {driver.pid}): pid {driver.pid} on this host is gone" in resumed.stderr
+    assert not store.exists("smoke/.sweep.lock")
     rows = load_trials(out, "smoke")
     assert len(rows) == 2 and rows["trial_id"].is_unique
     assert (rows["status"] == "completed").all()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import pty
 import subprocess
 import sys
+import threading
+import time
 
 import pandas as pd
 import pytest
 from PIL import Image
 
 from gtaray.results import TRIAL_COLUMNS
-from tests.conftest import EXPERIMENTS, ROOT, run_cli
+from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -45,8 +49,27 @@ def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_addr
     out = tmp_path / "results"
     env = {"RAY_ADDRESS": ray_address}
     smoke = str(EXPERIMENTS / "smoke.yaml")
+    second = {}
+
+    def start_a_second_sweep_of_it() -> None:  # as from another terminal, while it runs
+        lock = out / "smoke" / ".sweep.lock"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            with contextlib.suppress(OSError, ValueError):  # absent, or being written
+                second["holder"] = json.loads(lock.read_text())
+                break
+            time.sleep(0.2)
+        second["result"] = run_cli("sweep", smoke, "--out", str(out), "--resume", env=env)
+
+    other = threading.Thread(target=start_a_second_sweep_of_it)
+    other.start()
     rc, screen = run_on_a_terminal("sweep", smoke, "--out", str(out), env=env)
+    other.join()
     assert rc == 0, screen[-3000:]
+    assert_one_line_error(
+        second["result"], "a sweep of this experiment is running", f"pid {second['holder']['pid']}"
+    )
+    assert not (out / "smoke" / ".sweep.lock").exists()  # released at the end
     # Tune's own output goes to sweep.log, not to the user's terminal.
     log = (out / "smoke" / "sweep.log").read_text()
     for noise in ("View detailed results", "TensorBoard"):
