@@ -7,7 +7,8 @@ The protocol says which evaluation of each trial gives its test mIoU: the last o
 with the best target-val (or source-val) mIoU. Only completed trials are averaged; pruned,
 diverged and failed ones are counted apart. Statistics: mean ± sample std over seeds, a 95%
 confidence interval from Student's t, and the difference to source_only in the same experiment
-with Welch's t-test p-value.
+with Welch's and the paired t-test p-values, the probability of improvement over source_only
+with its bootstrap interval, and how many seeds the difference would need (gtaray.seed_noise).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from scipy import stats
 
 from gtaray.config import VARIANTS
 from gtaray.results import PROTOCOLS, PROTOCOLS_13, STATUSES
+from gtaray.seed_noise import bootstrap_interval, probability_of_improvement, seeds_needed
 
 PROTOCOL_TEXT = {
     "last": "the target test mIoU at each trial's last evaluation",
@@ -112,6 +114,8 @@ def summarise(view: pd.DataFrame) -> pd.DataFrame:
         return table
     table["delta_source_only"], table["p_source_only"] = math.nan, math.nan
     table["p_paired_source_only"] = math.nan
+    for column in ("p_improvement", "p_improvement_low", "p_improvement_high", "seeds_needed"):
+        table[column] = math.nan
     done = view[(view["status"] == "completed") & view["miou"].notna()]
     for i, row in table.iterrows():
         base = done[(done["experiment"] == row["experiment"]) & (done["variant"] == "source_only")]
@@ -121,6 +125,15 @@ def summarise(view: pd.DataFrame) -> pd.DataFrame:
             table.at[i, "delta_source_only"] = a.mean() - b.mean()
             table.at[i, "p_source_only"] = _welch_p(a, b)
             table.at[i, "p_paired_source_only"] = _paired_p(mine, base)
+            table.at[i, "p_improvement"] = probability_of_improvement(a, b)
+            low, high = bootstrap_interval(a, b)
+            table.at[i, "p_improvement_low"], table.at[i, "p_improvement_high"] = low, high
+            std = (
+                a.std(ddof=1) if len(a) > 1 else math.nan,
+                b.std(ddof=1) if len(b) > 1 else math.nan,
+            )
+            needed = seeds_needed(a.mean() - b.mean(), *std)
+            table.at[i, "seeds_needed"] = math.nan if needed is None else needed
     order = {v: i for i, v in enumerate(VARIANTS)}
     table["_order"] = table["variant"].map(order)
     return table.sort_values(["experiment", "_order"]).drop(columns="_order").reset_index(drop=True)
@@ -150,21 +163,41 @@ def _ablation_cells(row: pd.Series, star: bool) -> list[str]:
     cells.append(_mean_std(row["miou_mean"], row["miou_std"]))
     if star:
         cells.append(_mean_std(row["miou13_mean"], row["miou13_std"]))
-    return [*cells, ci, delta, _p(row["p_source_only"]), _p(row["p_paired_source_only"])]
+    improvement = _improvement(row)
+    return [
+        *cells,
+        ci,
+        delta,
+        _p(row["p_source_only"]),
+        _p(row["p_paired_source_only"]),
+        improvement,
+    ]
+
+
+def _improvement(row: pd.Series) -> str:
+    """P(X > source_only) [bootstrap 95% interval]."""
+    if np.isnan(row["p_improvement"]):
+        return "-"
+    if np.isnan(row["p_improvement_low"]):
+        return f"{row['p_improvement']:.2f}"
+    low, high = row["p_improvement_low"], row["p_improvement_high"]
+    return f"{row['p_improvement']:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def ablation_headers(star: bool) -> list[str]:
     """The ablation table's columns; "mIoU*" (SYNTHIA's 13 of 16 classes) when rows have it."""
     headers = ["experiment", "variant", "trials", "n", "mIoU (%)"]
     headers += ["mIoU* (%)"] if star else []
-    return [*headers, "95% CI", "Δ vs source_only", "p (Welch)", "p (paired)"]
+    return [*headers, "95% CI", "Δ vs source_only", "p (Welch)", "p (paired)", "P(> source_only)"]
 
 
 def protocol_note(select: str, star: bool = False) -> str:
     note = (
         f"Protocol: {PROTOCOL_TEXT[select]}. Completed trials only: mean ± sample std over "
         "seeds (n), 95% CI from Student's t, Δ = mean minus source_only's in the same "
-        "experiment, p from Welch's t-test and from a paired t-test over matched seeds. "
+        "experiment, p from Welch's t-test and from a paired t-test over matched seeds, "
+        "P(> source_only): the probability that a random seed of the variant beats a random "
+        "seed of source_only, with a stratified bootstrap 95% interval (rliable's). "
         "p-values do not account for how the settings were chosen. Pruned, diverged and "
         "failed trials are counted, not averaged. source_only and target_oracle are the bounds."
     )
@@ -174,6 +207,25 @@ def protocol_note(select: str, star: bool = False) -> str:
             "fence and pole (SYNTHIA's protocol)."
         )
     return note
+
+
+def power_note(summary: pd.DataFrame) -> str:
+    """How many seeds each observed difference would need, at the observed spread."""
+    parts = []
+    for _, row in summary.iterrows():
+        if not np.isnan(row.get("seeds_needed", math.nan)):
+            name = (
+                row["variant"]
+                if summary["experiment"].nunique() == 1
+                else (f"{row['experiment']}/{row['variant']}")
+            )
+            parts.append(f"{name} {int(row['seeds_needed'])}")
+    if not parts:
+        return ""
+    return (
+        "Seeds per variant that a two-sided t-test (α 0.05, power 0.8) needs to detect each Δ "
+        "at the observed std: " + ", ".join(parts) + "."
+    )
 
 
 def _class_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -214,8 +266,10 @@ def render(
     ablation = [_ablation_cells(r, star) for _, r in summary.iterrows()]
     headers = ablation_headers(star)
     class_headers, class_rows = _class_cells(summary)
+    power = power_note(summary)
     if fmt == "markdown":
         text = _markdown(headers, ablation) + "\n" + protocol_note(select, star) + "\n"
+        text += f"\n{power}\n" if power else ""
         if len(class_headers) > 3:
             text += "\nPer-class target IoU (%), mean over completed trials:\n\n"
             text += _markdown(class_headers, class_rows)
@@ -226,7 +280,8 @@ def render(
     experiments = summary["experiment"].unique()
     single = len(experiments) == 1
     title = f"{experiments[0]}: " if single else ""
-    table = Table(title=f"{title}target mIoU by variant", caption=protocol_note(select, star))
+    caption = protocol_note(select, star) + (f" {power}" if power else "")
+    table = Table(title=f"{title}target mIoU by variant", caption=caption)
     for h in headers[single:]:
         table.add_column(h, justify="left" if h in ("experiment", "variant", "trials") else "right")
     for cells in ablation:
