@@ -22,6 +22,7 @@ from gtaray.report import protocol_view, render, summarise
 from gtaray.results import load_curves, load_trials
 from gtaray.search_report import render_search, summarise_search
 from gtaray.storage import Store
+from gtaray.study import read_study
 
 
 def _snapshot(folder: str, name: str) -> Experiment | None:
@@ -59,7 +60,8 @@ def run_report(
     for name in names:
         exp = _snapshot(folder, name)
         if exp is not None and exp.sweep.mode == "search":
-            searches[name] = summarise_search(trials[trials["experiment"] == name], exp, top)
+            rows = trials[trials["experiment"] == name]
+            searches[name] = summarise_search(rows, exp, top, read_study(folder, exp))
             if fmt != "table":
                 sys.stdout.write(f"\nSearch {name}:\n\n")
             sys.stdout.write(render_search(searches[name], fmt, console))

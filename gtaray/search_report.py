@@ -22,12 +22,13 @@ class SearchSummary:
     best_overrides: str  # "-o optim.lr_f=... -o method.variant=..."
 
 
-def _column(key: str) -> str:
+def row_column(key: str) -> str:
     """The row column of a searched key: optim.lr_f -> lr_f, method.variant -> variant."""
     return key.rsplit(".", 1)[1]
 
 
-def _distributions(exp: Experiment) -> dict:
+def search_distributions(exp: Experiment) -> dict:
+    """Optuna's distribution of each searched key."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     out = {}
@@ -39,50 +40,70 @@ def _distributions(exp: Experiment) -> dict:
     return out
 
 
-def importances(rows: pd.DataFrame, exp: Experiment, metric: str) -> dict[str, float]:
-    """Optuna's parameter importances (its default evaluator) over completed trials."""
+def trial_params(row, exp: Experiment) -> dict:
+    """A row's searched values as Optuna params (floats for the continuous ones)."""
+    params = {}
+    for key, dist in search_distributions(exp).items():
+        value = row[row_column(key)]
+        params[key] = value if hasattr(dist, "choices") else float(value)
+    return params
+
+
+def rebuilt_study(rows: pd.DataFrame, exp: Experiment):
+    """An in-memory study of the completed rows (for results written before the journal)."""
     import optuna
 
-    distributions = _distributions(exp)
-    done = rows[(rows["status"] == "completed") & rows[metric].notna()]
-    if len(done) < 2 or not distributions:
-        return {}
+    metric, distributions = exp.sweep.metric, search_distributions(exp)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
+    done = rows[(rows["status"] == "completed") & rows[metric].notna()]
     for _, row in done.iterrows():
-        params = {}
-        for key, dist in distributions.items():
-            value = row[_column(key)]
-            params[key] = value if hasattr(dist, "choices") else float(value)
         study.add_trial(
             optuna.trial.create_trial(
-                params=params, distributions=distributions, value=float(row[metric])
+                params=trial_params(row, exp), distributions=distributions, value=float(row[metric])
             )
         )
+    return study
+
+
+def importances(study) -> dict[str, float]:
+    """Optuna's parameter importances (its default evaluator) over the completed trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2 or not complete[0].distributions:
+        return {}
     return dict(optuna.importance.get_param_importances(study))
 
 
 def best_overrides(rows: pd.DataFrame, exp: Experiment) -> str:
     """The best completed trial's searched values as `-o key=value` flags ("" if none)."""
-    metric, params = exp.sweep.metric, list(_distributions(exp))
+    metric, params = exp.sweep.metric, list(search_distributions(exp))
     done = rows[(rows["status"] == "completed") & rows[metric].notna()]
     if done.empty:
         return ""
     best = done.loc[done[metric].idxmax()]
     parts = []
     for key in params:
-        value = best[_column(key)]
+        value = best[row_column(key)]
         parts.append(f"-o {key}={value:.4g}" if isinstance(value, float) else f"-o {key}={value}")
     return " ".join(parts)
 
 
-def summarise_search(rows: pd.DataFrame, exp: Experiment, k: int = 5) -> SearchSummary:
+def summarise_search(rows: pd.DataFrame, exp: Experiment, k: int = 5, study=None) -> SearchSummary:
+    """The top k rows by the selection metric, the importances (from the sweep's journal
+    when it wrote one, else from a study rebuilt from the rows) and the best as `-o` flags."""
     metric = exp.sweep.metric
-    params = list(_distributions(exp))
-    columns = ["trial_id", "status", *(_column(p) for p in params), metric, "target_miou"]
+    params = list(search_distributions(exp))
+    columns = ["trial_id", "status", *(row_column(p) for p in params), metric, "target_miou"]
     ranked = rows.sort_values(metric, ascending=False, na_position="last")[columns]
     return SearchSummary(
-        metric, params, ranked.head(k), importances(rows, exp, metric), best_overrides(rows, exp)
+        metric,
+        params,
+        ranked.head(k),
+        importances(study if study is not None else rebuilt_study(rows, exp)),
+        best_overrides(rows, exp),
     )
 
 
@@ -115,7 +136,7 @@ def render_search(summary: SearchSummary, fmt: str = "table", console=None) -> s
 
     table = Table(title=f"top {len(rows)} trials of the search")
     for h in headers:
-        table.add_column(h)
+        table.addrow_column(h)
     for r in rows:
         table.add_row(*r)
     console = console or Console()

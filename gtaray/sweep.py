@@ -35,6 +35,7 @@ from gtaray.provenance import provenance
 from gtaray.results import (
     curve_path,
     load_curve,
+    load_curves,
     load_trial,
     load_trials,
     trial_path,
@@ -43,6 +44,7 @@ from gtaray.results import (
     write_trial,
 )
 from gtaray.storage import Store, local_log
+from gtaray.study import StudyJournal
 from gtaray.train import StepHook
 from gtaray.trainer import fit_trial
 
@@ -74,11 +76,21 @@ class ResultsWriter(tune.Callback):
         self.curves: dict[str, list[dict]] = {}
         self.provenance = provenance()
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_journal"}
+
     def __setstate__(self, state: dict) -> None:
         # Tune restores callbacks by unpickling them (`--resume`): rows written from now on must
         # carry this run's code revision and versions, not those of the run that was stopped.
         self.__dict__.update(state)
         self.provenance = provenance()
+
+    @property
+    def journal(self) -> StudyJournal:
+        # Made on first use, never pickled: on a URI it holds a local copy of the journal.
+        if getattr(self, "_journal", None) is None:
+            self._journal = StudyJournal(self.exp, Store.at(self.out))
+        return self._journal
 
     @property
     def progress(self) -> SweepProgress | None:
@@ -138,6 +150,9 @@ class ResultsWriter(tune.Callback):
         }
         with _writing(trial_path(self.out, exp.name, trial.trial_id)):
             write_trial(row, self.classes, self.out)
+        if exp.sweep.mode == "search":  # after the row: a resume's sync adds what is missing
+            with _writing(self.journal.path):
+                self.journal.record(row, curve)
         status = row["status"]
         if self.progress:
             self.progress.trial_finished(status)
@@ -288,6 +303,10 @@ def run_sweep(
             log.write((Path(scratch) / "start.log").read_text())
     restorable = restorable and tune.Tuner.can_restore(store.uri(f"{exp.name}/tune"))
     write_snapshot(exp)
+    if exp.sweep.mode == "search":  # rows written after the journal's last entry, if any
+        StudyJournal(exp, store).sync(
+            load_trials(exp.results.dir, exp.name), load_curves(exp.results.dir, exp.name)
+        )
 
     try:
         with output_to_log(log_path) as terminal:

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from gtaray.config import load_experiment
+from gtaray.storage import Store
 from gtaray.sweep import run_sweep
 from tests.conftest import EXPERIMENTS, run_cli
 
@@ -15,6 +16,33 @@ pytestmark = pytest.mark.ray
 def trials(out, name):
     files = sorted((out / name / "trials").glob("*.parquet"))
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
+
+
+def check_the_study_journal(out, exp, rows) -> None:
+    """<exp>/optuna.log (what optuna-dashboard opens) has each trial once, as the rows say."""
+    from optuna.trial import TrialState
+
+    from gtaray.results import load_curves
+    from gtaray.study import StudyJournal, read_study
+
+    study = read_study(str(out), exp)
+    by_id = {t.user_attrs["trial_id"]: t for t in study.get_trials()}
+    assert sorted(by_id) == sorted(rows["trial_id"])
+    for _, row in rows.iterrows():
+        trial = by_id[row["trial_id"]]
+        assert trial.params["optim.lr_f"] == pytest.approx(row["lr_f"])
+        assert trial.params["method.variant"] == row["variant"]
+        if row["status"] == "completed":
+            assert trial.state == TrialState.COMPLETE
+            assert trial.value == pytest.approx(row["target_val_miou"])
+        else:
+            assert trial.state == TrialState.PRUNED and trial.value is None
+        assert max(trial.intermediate_values) == row["iterations_done"]
+    journal = StudyJournal(exp, Store.at(out))
+    assert journal.sync(rows) == 0  # a resume appends only what is missing
+    (out / exp.name / "optuna.log").unlink()  # as if stopped between the rows and the journal
+    assert journal.sync(rows, load_curves(out, exp.name)) == len(rows)
+    assert len(read_study(str(out), exp).get_trials()) == len(rows)
 
 
 def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
@@ -53,6 +81,7 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
     assert report.returncode == 0, report.stderr
     assert "Search smoke:" in report.stdout and "Ranked by target_val_miou" in report.stdout
     assert "Best configuration: -o optim.lr_f=" in report.stdout
+    check_the_study_journal(tmp_path, exp, rows)
     best = report.stdout.split("Best configuration: ", 1)[1].split("\n", 1)[0].strip(" `")
     status = run_cli("status", str(tmp_path))
     assert status.returncode == 0, status.stderr
