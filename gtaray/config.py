@@ -346,9 +346,11 @@ class Sweep(_Frozen):
     _lists_unique = field_validator("variants", "seeds")(_unique)
     space: SearchSpace = SearchSpace()
     num_samples: int = Field(1, ge=1)
-    scheduler: Literal["none", "asha"] = "none"
+    scheduler: Literal["none", "asha", "seed_asha"] = "none"
     grace_period: int = Field(1, ge=1)
     reduction_factor: int = Field(2, ge=2)
+    # seed_asha: what a seed group is ranked by at a rung (lcb: the mean's 95% lower bound).
+    rung_statistic: Literal["mean", "lcb"] = "mean"
     metric: Literal["target_val_miou", "source_val_miou"] = "target_val_miou"
     max_concurrent: int | None = Field(None, ge=1)
 
@@ -356,7 +358,20 @@ class Sweep(_Frozen):
     def _search_needs_space(self) -> Sweep:
         if self.mode == "search" and self.space == SearchSpace():
             raise ValueError("space: search mode needs at least one searched parameter")
+        if self.scheduler == "seed_asha" and (self.mode != "search" or len(self.seeds) < 2):
+            raise ValueError(
+                "scheduler: seed_asha decides on seed groups: it needs mode: search and at "
+                f"least two sweep.seeds (got mode {self.mode}, seeds {self.seeds})"
+            )
+        if self.rung_statistic != "mean" and self.scheduler != "seed_asha":
+            raise ValueError("rung_statistic: only seed_asha ranks seed groups")
         return self
+
+    @property
+    def seed_group(self) -> list[int] | None:
+        """The seeds each sampled configuration runs with, as one group of trials (search mode
+        with two or more sweep.seeds); None: each configuration runs once, at train.seed."""
+        return list(self.seeds) if self.mode == "search" and len(self.seeds) > 1 else None
 
 
 class Results(_Frozen):

@@ -37,7 +37,8 @@ def plan(exp: Experiment, nodes: list[dict[str, float]] | None = None) -> Plan:
             dict(zip(GRID_KEYS, vs, strict=True)) for vs in product(sweep.variants, sweep.seeds)
         ]
     else:
-        trials = [{"sample": i} for i in range(sweep.num_samples)]
+        seeds = sweep.seed_group or [exp.train.seed]
+        trials = [{"sample": i, "seed": s} for i in range(sweep.num_samples) for s in seeds]
     cpus = scaling.num_workers * scaling.cpus_per_worker
     gpus = scaling.num_workers * scaling.gpu_share
     fits = placeable_workers(exp, local_nodes() if nodes is None else nodes) // scaling.num_workers
@@ -96,11 +97,14 @@ def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
             elif value is not None:
                 table.add_row(field_path(name), "one of " + ", ".join(map(str, value)))
         table.add_row("sampler", f"Optuna TPE, seed {exp.train.seed}, {s.num_samples} samples")
-        if s.scheduler == "asha":
+        if s.seed_group:
+            table.add_row("seeds", f"each sample runs as a group: seeds {s.seed_group}")
+        if s.scheduler in ("asha", "seed_asha"):
+            on = f"each group's {s.rung_statistic} of " if s.scheduler == "seed_asha" else ""
             table.add_row(
                 "scheduler",
-                f"ASHA on {s.metric}: grace {s.grace_period} iterations, "
-                f"reduction factor {s.reduction_factor}",
+                f"{'seed-aware ASHA' if on else 'ASHA'} on {on}{s.metric}: grace "
+                f"{s.grace_period} iterations, reduction factor {s.reduction_factor}",
             )
     console.print(table)
     console.print(

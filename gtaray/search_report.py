@@ -78,12 +78,16 @@ def importances(study) -> dict[str, float]:
 
 
 def best_overrides(rows: pd.DataFrame, exp: Experiment) -> str:
-    """The best completed trial's searched values as `-o key=value` flags ("" if none)."""
+    """The best configuration's searched values as `-o key=value` flags ("" if none): the
+    best completed trial, or with seed groups the group of the best mean over its completed
+    seeds."""
     metric, params = exp.sweep.metric, list(search_distributions(exp))
     done = rows[(rows["status"] == "completed") & rows[metric].notna()]
     if done.empty:
         return ""
-    best = done.loc[done[metric].idxmax()]
+    groups = done["config_id"].fillna(done["trial_id"]) if "config_id" in done else done["trial_id"]
+    best_group = done.groupby(groups)[metric].mean().idxmax()
+    best = done[groups == best_group].iloc[0]
     parts = []
     for key in params:
         value = best[row_column(key)]

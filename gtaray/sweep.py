@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from gtaray.results import (
     write_curve,
     write_trial,
 )
+from gtaray.seed_asha import SeedASHA
+from gtaray.seed_groups import SeedGroups, config_id, trial_updates
 from gtaray.storage import Store, local_log
 from gtaray.study import StudyJournal
 from gtaray.train import StepHook
@@ -130,7 +133,7 @@ class ResultsWriter(tune.Callback):
         self._write(trial, error=error_message(trial))
 
     def _trial_exp(self, trial) -> Experiment:
-        return self.exp.with_updates(trial.config)
+        return self.exp.with_updates(trial_updates(trial.config))
 
     def _write(self, trial, error: str | None) -> None:
         exp = self._trial_exp(trial)
@@ -143,6 +146,7 @@ class ResultsWriter(tune.Callback):
         curve = self.curves.get(trial.trial_id) or load_curve(self.out, exp.name, trial.trial_id)
         row = trial_row(exp, trial.trial_id, last, self.classes, error=error, curve=curve)
         row |= self.provenance | {
+            "config_id": config_id(trial.config, trial.trial_id),
             "node_id": str(last.get("node_id") or last.get("node_ip", "")),
             "start_time": self.started.get(trial.trial_id, end),
             "end_time": end,
@@ -212,7 +216,7 @@ def trial_driver(
     step_hook: StepHook | None = None,
 ) -> None:
     """One Tune trial: a TorchTrainer over the experiment with this trial's parameters."""
-    exp = Experiment.model_validate(base).with_updates(config)
+    exp = Experiment.model_validate(base).with_updates(trial_updates(config))
     trial_id = ray.tune.get_context().get_trial_id()
     row = load_trial(out, exp.name, trial_id)
     if row is not None and row["status"] != "failed":
@@ -241,12 +245,25 @@ def _searcher(exp: Experiment):
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=exp.train.seed)
-    return OptunaSearch(metric=exp.sweep.metric, mode="max", sampler=sampler)
+    searcher = OptunaSearch(metric=exp.sweep.metric, mode="max", sampler=sampler)
+    seeds = exp.sweep.seed_group
+    return searcher if seeds is None else SeedGroups(searcher, seeds, exp.sweep.metric)
 
 
 def _scheduler(exp: Experiment):
     if exp.sweep.scheduler == "none":
         return None
+    if exp.sweep.scheduler == "seed_asha":
+        return SeedASHA(
+            metric=exp.sweep.metric,
+            time_attr="iteration",
+            max_t=exp.train.iterations,
+            grace_period=exp.sweep.grace_period,
+            reduction_factor=exp.sweep.reduction_factor,
+            group_size=len(exp.sweep.seeds),
+            statistic=exp.sweep.rung_statistic,
+            ignore=ALREADY_RECORDED,
+        )
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(
@@ -257,6 +274,16 @@ def _scheduler(exp: Experiment):
         grace_period=exp.sweep.grace_period,
         reduction_factor=exp.sweep.reduction_factor,
     )
+
+
+def _live_trials(exp: Experiment, concurrency: int) -> int:
+    """How many trials Tune may have started and not finished. seed_asha pauses members at a
+    rung until their siblings arrive, and a paused trial still counts: whole groups must fit,
+    or a group's last member could never start."""
+    if exp.sweep.scheduler != "seed_asha":
+        return concurrency
+    k = len(exp.sweep.seeds)
+    return k * math.ceil(concurrency / k)
 
 
 @dataclass
@@ -361,8 +388,8 @@ def _run_tuner(
                 tune_config=tune.TuneConfig(
                     search_alg=_searcher(exp),
                     scheduler=_scheduler(exp),
-                    num_samples=exp.sweep.num_samples if exp.sweep.mode == "search" else 1,
-                    max_concurrent_trials=the_plan.concurrency,
+                    num_samples=len(the_plan.trials) if exp.sweep.mode == "search" else 1,
+                    max_concurrent_trials=_live_trials(exp, the_plan.concurrency),
                 ),
                 run_config=tune.RunConfig(
                     name="tune",
