@@ -89,6 +89,46 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
     assert f"  best configuration: {best}\n" in status.stdout
 
 
+def test_seed_asha_runs_each_configuration_as_a_seed_group_decided_together(tmp_path, ray_address):
+    """The product's path: gtaray's trainer under seed_asha, 2 configurations x 2 seeds, one
+    rung at iteration 3 (the first member there pauses until its sibling arrives)."""
+    from ray.tune.search import SearchGenerator
+
+    from gtaray.sweep import _searcher
+
+    exp = load_experiment(
+        EXPERIMENTS / "smoke.yaml",
+        [
+            f"results.dir={tmp_path}",
+            "sweep.mode=search",
+            "sweep.num_samples=2",
+            "sweep.seeds=[0, 1]",
+            "sweep.space.lr_f={low: 1.0e-9, high: 1.0e-2}",
+            "sweep.space.variant=[source_only]",
+            "sweep.scheduler=seed_asha",
+            "sweep.grace_period=3",
+            "train.iterations=6",
+            "train.eval_every=3",
+        ],
+    )
+    run_sweep(exp, show_progress=False)
+    rows = trials(tmp_path, exp.name)
+    assert len(rows) == 4 and sorted(rows.groupby("config_id")["seed"].apply(sorted)) == [
+        [0, 1],
+        [0, 1],
+    ]
+    for _, group in rows.groupby("config_id"):  # one configuration, decided as one
+        assert group["lr_f"].nunique() == 1 and group["status"].nunique() == 1
+        assert group["iterations_done"].nunique() == 1
+    # Tune's saved searcher state: Optuna was told each group's mean, once per configuration.
+    restored = SearchGenerator(_searcher(exp))
+    restored.restore_from_dir(str(tmp_path / exp.name / "tune"))
+    told = restored.searcher.told
+    means = rows.groupby("config_id")["target_val_miou"].mean()
+    assert sorted(told) == sorted(means.index)
+    assert [told[g] for g in means.index] == pytest.approx(means.tolist())
+
+
 def test_diverging_trial_is_a_row_and_the_sweep_goes_on(tmp_path, ray_address):
     exp = load_experiment(
         EXPERIMENTS / "smoke.yaml",
