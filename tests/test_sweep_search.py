@@ -54,6 +54,7 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
             f"results.dir={tmp_path}",
             "sweep.mode=search",
             "sweep.num_samples=4",
+            "sweep.seeds=[0]",  # one trial per sample (two or more seeds: seed groups)
             "sweep.space.lr_f={low: 1.0e-9, high: 1.0e-2}",
             "sweep.space.beta={low: 0.01, high: 1.0}",
             "sweep.space.variant=[source_only, target_oracle]",

@@ -69,6 +69,27 @@ CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
     ),
     ("search no space", NAME + "sweep: {mode: search}\n", [], ["sweep.space"], None),
     (
+        "seed_asha on a grid",
+        NAME,
+        ["-o", "sweep.scheduler=seed_asha"],
+        ["sweep.scheduler", "mode: search"],
+        None,
+    ),
+    (
+        "seed_asha, one seed",
+        NAME + "sweep: {mode: search, space: {lr_f: {low: 1e-5, high: 1e-2}}}\n",
+        ["-o", "sweep.scheduler=seed_asha"],
+        ["sweep.scheduler", "at least two sweep.seeds"],
+        None,
+    ),
+    (
+        "lcb without seed_asha",
+        NAME,
+        ["-o", "sweep.rung_statistic=lcb"],
+        ["sweep.rung_statistic"],
+        None,
+    ),
+    (
         "low >= high",
         NAME + "sweep: {mode: search, space: {lr_f: {low: 1, high: 1}}}\n",
         [],
