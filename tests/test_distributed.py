@@ -74,6 +74,9 @@ def test_sweep_on_s3_survives_a_kill_resumes_from_the_uri_and_reports(tmp_path, 
     report = run_cli("report", out, "--format", "markdown")
     assert report.returncode == 0, report.stderr
     assert "| smoke | source_only | 1 completed | 1 |" in report.stdout
+    status = run_cli("status", out)  # from the URI, as on a login node
+    assert status.returncode == 0, status.stderr
+    assert "smoke: finished\n  trials: 2 of 2 have a row (2 completed)\n" in status.stdout
 
 
 @pytest.fixture(scope="module")

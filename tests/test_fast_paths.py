@@ -107,7 +107,8 @@ def test_window_sums_losses_on_the_device_and_reads_them_once():
 def test_bench_quick_json_has_every_figure(tmp_path, ray_address):
     out = tmp_path / "bench.json"
     result = run_cli(
-        "bench", "--quick", "--json", str(out), "-o", f"results.dir={tmp_path / 'r'}",
+        "bench", "--quick", "--repeats", "2", "--json", str(out),
+        "-o", f"results.dir={tmp_path / 'r'}",
         env={"RAY_ADDRESS": ray_address},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
