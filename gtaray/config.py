@@ -340,10 +340,12 @@ GRID_KEYS = ("method.variant", "train.seed")
 
 
 class Sweep(_Frozen):
-    mode: Literal["grid", "search"] = "grid"
+    mode: Literal["grid", "search", "ablation"] = "grid"
     variants: list[Variant] = Field(default_factory=lambda: ["full"], min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
-    _lists_unique = field_validator("variants", "seeds")(_unique)
+    # ablation: the seeds each variant's chosen configuration runs on, none of them searched.
+    final_seeds: list[Seed] = Field(default_factory=list)
+    _lists_unique = field_validator("variants", "seeds", "final_seeds")(_unique)
     space: SearchSpace = SearchSpace()
     num_samples: int = Field(1, ge=1)
     scheduler: Literal["none", "asha", "seed_asha"] = "none"
@@ -356,13 +358,28 @@ class Sweep(_Frozen):
 
     @model_validator(mode="after")
     def _search_needs_space(self) -> Sweep:
-        if self.mode == "search" and self.space == SearchSpace():
-            raise ValueError("space: search mode needs at least one searched parameter")
-        if self.scheduler == "seed_asha" and (self.mode != "search" or len(self.seeds) < 2):
+        if self.mode in ("search", "ablation") and self.space == SearchSpace():
+            raise ValueError(f"space: {self.mode} mode needs at least one searched parameter")
+        searching = self.mode in ("search", "ablation")
+        if self.scheduler == "seed_asha" and (not searching or len(self.seeds) < 2):
             raise ValueError(
-                "scheduler: seed_asha decides on seed groups: it needs mode: search and at "
-                f"least two sweep.seeds (got mode {self.mode}, seeds {self.seeds})"
+                "scheduler: seed_asha decides on seed groups: it needs mode: search (or "
+                f"ablation) and at least two sweep.seeds (got mode {self.mode}, seeds "
+                f"{self.seeds})"
             )
+        if self.mode == "ablation":
+            if self.space.variant is not None:
+                raise ValueError(
+                    "space.variant: ablation mode tunes each of sweep.variants on its own; "
+                    "list them in sweep.variants, not in the space"
+                )
+            if not self.final_seeds:
+                raise ValueError(
+                    "final_seeds: ablation mode runs each variant's chosen "
+                    "configuration on these seeds; give at least one"
+                )
+        elif self.final_seeds:
+            raise ValueError("final_seeds: only ablation mode has a final phase")
         if self.rung_statistic != "mean" and self.scheduler != "seed_asha":
             raise ValueError("rung_statistic: only seed_asha ranks seed groups")
         return self
@@ -371,7 +388,8 @@ class Sweep(_Frozen):
     def seed_group(self) -> list[int] | None:
         """The seeds each sampled configuration runs with, as one group of trials (search mode
         with two or more sweep.seeds); None: each configuration runs once, at train.seed."""
-        return list(self.seeds) if self.mode == "search" and len(self.seeds) > 1 else None
+        searching = self.mode in ("search", "ablation")
+        return list(self.seeds) if searching and len(self.seeds) > 1 else None
 
 
 class Results(_Frozen):
@@ -397,6 +415,13 @@ class Experiment(_Frozen):
     def _eval_within_run(self) -> Experiment:
         if self.train.eval_every > self.train.iterations:
             raise ValueError("train.eval_every: must be <= train.iterations")
+        searched = set(self.sweep.seed_group or [self.train.seed])
+        if self.sweep.mode == "ablation" and searched & set(self.sweep.final_seeds):
+            raise ValueError(
+                f"sweep.final_seeds: {sorted(searched & set(self.sweep.final_seeds))} also "
+                "searched (sweep.seeds, or train.seed with one seed); the final seeds must be "
+                "fresh"
+            )
         return self
 
     def config_hash(self) -> str:

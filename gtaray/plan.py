@@ -36,9 +36,22 @@ def plan(exp: Experiment, nodes: list[dict[str, float]] | None = None) -> Plan:
         trials = [
             dict(zip(GRID_KEYS, vs, strict=True)) for vs in product(sweep.variants, sweep.seeds)
         ]
-    else:
+    elif sweep.mode == "search":
         seeds = sweep.seed_group or [exp.train.seed]
         trials = [{"sample": i, "seed": s} for i in range(sweep.num_samples) for s in seeds]
+    else:  # ablation: a search per variant, then each variant's best on the final seeds
+        seeds = sweep.seed_group or [exp.train.seed]
+        trials = [
+            {"phase": f"search-{v}", "sample": i, "seed": s}
+            for v in sweep.variants
+            for i in range(sweep.num_samples)
+            for s in seeds
+        ]
+        trials += [
+            {"phase": "final", "variant": v, "seed": s}
+            for v in sweep.variants
+            for s in sweep.final_seeds
+        ]
     cpus = scaling.num_workers * scaling.cpus_per_worker
     gpus = scaling.num_workers * scaling.gpu_share
     fits = placeable_workers(exp, local_nodes() if nodes is None else nodes) // scaling.num_workers
@@ -96,7 +109,11 @@ def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
                 table.add_row(field_path(name), f"log-uniform [{value.low:g}, {value.high:g}]")
             elif value is not None:
                 table.add_row(field_path(name), "one of " + ", ".join(map(str, value)))
-        table.add_row("sampler", f"Optuna TPE, seed {exp.train.seed}, {s.num_samples} samples")
+        per = " per variant" if s.mode == "ablation" else ""
+        table.add_row("sampler", f"Optuna TPE, seed {exp.train.seed}, {s.num_samples} samples{per}")
+        if s.mode == "ablation":
+            table.add_row("variants", ", ".join(s.variants) + f" (each tuned on {s.metric})")
+            table.add_row("final", f"each variant's best on seeds {list(s.final_seeds)}")
         if s.seed_group:
             table.add_row("seeds", f"each sample runs as a group: seeds {s.seed_group}")
         if s.scheduler in ("asha", "seed_asha"):

@@ -15,6 +15,7 @@ import pandas as pd
 from rich.console import Console
 
 from gtaray import plots
+from gtaray.ablation import FINAL, budgets, render_budgets
 from gtaray.config import Experiment
 from gtaray.errors import ConfigError
 from gtaray.preflight import read_snapshot
@@ -54,11 +55,17 @@ def run_report(
         what = f" for experiment {experiment!r}" if experiment else ""
         raise ConfigError(f"{folder}: no readable trial results{what}")
     console = Console()
-    summary = summarise(protocol_view(trials, curves, select))
+    snapshots = {name: _snapshot(folder, name) for name in names}
+    ablations = {n: e for n, e in snapshots.items() if e is not None and e.sweep.mode == "ablation"}
+    searched = trials["experiment"].isin(list(ablations)) & (trials.get("phase") != FINAL)
+    table_rows = trials[~searched]  # an ablation's table: its final phase only
+    summary = summarise(protocol_view(table_rows, curves, select))
     sys.stdout.write(render(summary, fmt, select, console))
+    for name, exp in ablations.items():
+        sys.stdout.write(render_budgets(budgets(trials[trials["experiment"] == name], exp), fmt))
     searches = {}
     for name in names:
-        exp = _snapshot(folder, name)
+        exp = snapshots[name]
         if exp is not None and exp.sweep.mode == "search":
             rows = trials[trials["experiment"] == name]
             searches[name] = summarise_search(rows, exp, top, read_study(folder, exp))

@@ -28,6 +28,7 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "experiment": pa.string(),
     "trial_id": pa.string(),
     "config_id": pa.string(),  # shared by a seed group's trials (else the trial's own id)
+    "phase": pa.string(),  # grid, search, or an ablation's search-<variant> / final
     "variant": pa.string(),
     "seed": pa.int64(),
     "lr_f": pa.float64(),
@@ -156,6 +157,7 @@ def trial_row(
         "experiment": exp.name,
         "trial_id": trial_id,
         "config_id": trial_id,  # a seed group's trials: the group's, set by the sweep
+        "phase": exp.sweep.mode,  # an ablation's phase is set by the sweep
         "variant": exp.method.variant,
         "seed": exp.train.seed,
         "lr_f": exp.optim.lr_f,

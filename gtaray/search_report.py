@@ -77,22 +77,30 @@ def importances(study) -> dict[str, float]:
     return dict(optuna.importance.get_param_importances(study))
 
 
-def best_overrides(rows: pd.DataFrame, exp: Experiment) -> str:
-    """The best configuration's searched values as `-o key=value` flags ("" if none): the
-    best completed trial, or with seed groups the group of the best mean over its completed
-    seeds."""
-    metric, params = exp.sweep.metric, list(search_distributions(exp))
+def best_configuration(rows: pd.DataFrame, exp: Experiment) -> dict | None:
+    """The best searched values as experiment updates (`{"optim.lr_f": ...}`): the completed
+    trial, or with seed groups the group, of the best sweep.metric (a validation split: the
+    test split never chooses); None when no trial completed."""
+    metric = exp.sweep.metric
     done = rows[(rows["status"] == "completed") & rows[metric].notna()]
     if done.empty:
-        return ""
+        return None
     groups = done["config_id"].fillna(done["trial_id"]) if "config_id" in done else done["trial_id"]
-    best_group = done.groupby(groups)[metric].mean().idxmax()
-    best = done[groups == best_group].iloc[0]
+    best = done[groups == done.groupby(groups)[metric].mean().idxmax()].iloc[0]
+    return trial_params(best, exp)
+
+
+def as_overrides(values: dict | None) -> str:
+    """`{"optim.lr_f": 1e-4}` as `-o optim.lr_f=0.0001` flags ("" for None)."""
     parts = []
-    for key in params:
-        value = best[row_column(key)]
+    for key, value in (values or {}).items():
         parts.append(f"-o {key}={value:.4g}" if isinstance(value, float) else f"-o {key}={value}")
     return " ".join(parts)
+
+
+def best_overrides(rows: pd.DataFrame, exp: Experiment) -> str:
+    """The best configuration as `-o key=value` flags ("" if none)."""
+    return as_overrides(best_configuration(rows, exp))
 
 
 def summarise_search(rows: pd.DataFrame, exp: Experiment, k: int = 5, study=None) -> SearchSummary:

@@ -21,8 +21,14 @@ GROUP = "config_id"
 
 
 def trial_updates(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's config as experiment updates (`{"optim.lr_f": ...}`), without its group."""
-    return {k: v for k, v in config.items() if k != GROUP}
+    """A trial's config as experiment updates (`{"optim.lr_f": ...}`), without its group; a
+    dict value (one entry of a grid over whole configurations) is merged in."""
+    updates: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == GROUP:
+            continue
+        updates |= value if isinstance(value, dict) else {key: value}
+    return updates
 
 
 def config_id(config: dict[str, Any], trial_id: str) -> str:

@@ -33,8 +33,9 @@ _STATES = {"completed": "COMPLETE", "pruned": "PRUNED"}  # anything else: FAIL
 
 
 class StudyJournal:
-    def __init__(self, exp: Experiment, store: Store) -> None:
-        self.exp, self.store = exp, store
+    def __init__(self, exp: Experiment, store: Store, study: str | None = None) -> None:
+        # study: its name in the journal (an ablation keeps one study per variant)
+        self.exp, self.store, self.name = exp, store, study or exp.name
         self.key = f"{exp.name}/{JOURNAL}"
         if store.is_local:
             self.path = Path(store.path(self.key))
@@ -56,7 +57,7 @@ class StudyJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         storage = JournalStorage(JournalFileBackend(str(self.path)))
         return optuna.create_study(
-            storage=storage, study_name=self.exp.name, direction="maximize", load_if_exists=True
+            storage=storage, study_name=self.name, direction="maximize", load_if_exists=True
         )
 
     def recorded(self, study=None) -> set[str]:

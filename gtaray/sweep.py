@@ -25,6 +25,7 @@ import ray.tune
 from ray import tune
 from rich.console import Console
 
+from gtaray.ablation import FINAL, Phase, final_space, phases
 from gtaray.cluster import check_cluster, cluster_nodes, init_ray
 from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
 from gtaray.data.splits import class_names
@@ -72,8 +73,11 @@ def param_space(exp: Experiment) -> dict[str, Any]:
 class ResultsWriter(tune.Callback):
     """Turns Tune's trial events into Parquet rows and curves, and drives the progress view."""
 
-    def __init__(self, exp: Experiment, out: str):  # results.dir, absolute (path or URI)
+    def __init__(
+        self, exp: Experiment, out: str, phase: str | None = None, study: str | None = None
+    ):  # out: results.dir, absolute (path or URI); phase: the rows' phase column
         self.exp, self.out = exp, out
+        self.phase, self.study = phase or exp.sweep.mode, study or exp.name
         self.classes = class_names(exp)
         self.started: dict[str, datetime] = {}
         self.curves: dict[str, list[dict]] = {}
@@ -92,7 +96,7 @@ class ResultsWriter(tune.Callback):
     def journal(self) -> StudyJournal:
         # Made on first use, never pickled: on a URI it holds a local copy of the journal.
         if getattr(self, "_journal", None) is None:
-            self._journal = StudyJournal(self.exp, Store.at(self.out))
+            self._journal = StudyJournal(self.exp, Store.at(self.out), self.study)
         return self._journal
 
     @property
@@ -147,6 +151,7 @@ class ResultsWriter(tune.Callback):
         row = trial_row(exp, trial.trial_id, last, self.classes, error=error, curve=curve)
         row |= self.provenance | {
             "config_id": config_id(trial.config, trial.trial_id),
+            "phase": getattr(self, "phase", exp.sweep.mode),  # a writer pickled before phases
             "node_id": str(last.get("node_id") or last.get("node_ip", "")),
             "start_time": self.started.get(trial.trial_id, end),
             "end_time": end,
@@ -328,16 +333,13 @@ def run_sweep(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a") as log:
             log.write((Path(scratch) / "start.log").read_text())
-    restorable = restorable and tune.Tuner.can_restore(store.uri(f"{exp.name}/tune"))
     write_snapshot(exp)
-    if exp.sweep.mode == "search":  # rows written after the journal's last entry, if any
-        StudyJournal(exp, store).sync(
-            load_trials(exp.results.dir, exp.name), load_curves(exp.results.dir, exp.name)
-        )
-
     try:
         with output_to_log(log_path) as terminal:
-            _run_tuner(exp, store, restorable, terminal if show_progress else None, step_hook)
+            for phase in sweep_phases(exp):
+                _run_phase(
+                    exp, phase, store, restorable, terminal if show_progress else None, step_hook
+                )
     except Exception as e:
         cause = _results_write_error(e, store.uri(exp.name))
         if cause is None:
@@ -346,16 +348,78 @@ def run_sweep(
     return SweepOutcome.read(exp)
 
 
+def sweep_phases(exp: Experiment) -> list[Phase]:
+    """One Tune run for a grid or a search (its state in `tune/`); an ablation's searches and
+    final grid one after the other (in `tune-<phase>/`)."""
+    if exp.sweep.mode == "ablation":
+        return phases(exp)
+    return [Phase("", exp, None)]
+
+
+def _run_phase(
+    exp: Experiment,
+    phase: Phase,
+    store: Store,
+    restorable: bool,
+    terminal,
+    step_hook: StepHook | None,
+) -> None:
+    """Run one phase, resuming its Tune state when there is one; a phase whose trials all
+    have rows is done (an ablation resumed after its searches goes straight to the final)."""
+    tune_name = f"tune-{phase.name}" if phase.name else "tune"
+    restorable = restorable and tune.Tuner.can_restore(store.uri(f"{exp.name}/{tune_name}"))
+    rows = load_trials(exp.results.dir, exp.name)
+    space = None
+    if phase.name == FINAL:
+        chosen = final_space(exp, rows)
+        if not chosen:
+            return  # no variant's search completed a trial: nothing to run
+        seeds = list(exp.sweep.final_seeds)
+        space = {"final": tune.grid_search(chosen), "train.seed": tune.grid_search(seeds)}
+        planned = len(chosen) * len(seeds)
+    else:
+        planned = len(plan(phase.exp).trials)
+    if phase.name and "phase" in rows and (rows["phase"] == phase.name).sum() >= planned:
+        return
+    study = f"{exp.name}-{phase.variant}" if phase.variant else exp.name
+    mine = rows[rows["phase"] == phase.name] if phase.name and "phase" in rows else rows
+    if phase.exp.sweep.mode == "search":  # rows written after the journal's last entry, if any
+        StudyJournal(phase.exp, store, study).sync(mine, load_curves(exp.results.dir, exp.name))
+    _run_tuner(
+        phase.exp,
+        store,
+        restorable,
+        terminal,
+        step_hook,
+        tune_name,
+        space,
+        phase.name,
+        study,
+        already_done=len(mine),
+    )
+
+
 def _run_tuner(
-    exp: Experiment, store: Store, restorable: bool, terminal, step_hook: StepHook | None
+    exp: Experiment,
+    store: Store,
+    restorable: bool,
+    terminal,
+    step_hook: StepHook | None,
+    tune_name: str = "tune",
+    space: dict | None = None,
+    phase: str = "",
+    study: str | None = None,
+    already_done: int = 0,
 ) -> None:
     """Run Tune to the end, or to Ctrl-C (Tune then saves its state and returns)."""
     the_plan = plan(exp, cluster_nodes())
     progress = None
     if terminal is not None:
-        done = len(store.names(f"{exp.name}/trials", ".parquet"))
+        total = len(the_plan.trials)
+        if space:  # the final grid: chosen configurations x final seeds
+            total = len(space["final"]["grid_search"]) * len(space["train.seed"]["grid_search"])
         progress = SweepProgress(
-            len(the_plan.trials), exp.sweep.metric, Console(file=terminal), already_done=done
+            total, exp.sweep.metric, Console(file=terminal), already_done=already_done
         )
     SweepProgress.current = progress
     driver = tune.with_resources(
@@ -370,13 +434,13 @@ def _run_tuner(
         # The driver only waits on its TorchTrainer: it holds a little memory, no CPU.
         {"memory": 64 * 1024**2},
     )
-    writer = ResultsWriter(exp, store.uri())
+    writer = ResultsWriter(exp, store.uri(), phase=phase or exp.sweep.mode, study=study)
     try:
         if progress:
             progress.start()
         if restorable:
             tuner = tune.Tuner.restore(
-                store.uri(f"{exp.name}/tune"),
+                store.uri(f"{exp.name}/{tune_name}"),
                 trainable=driver,
                 resume_unfinished=True,
                 resume_errored=True,
@@ -384,7 +448,7 @@ def _run_tuner(
         else:
             tuner = tune.Tuner(
                 driver,
-                param_space=param_space(exp),
+                param_space=space if space is not None else param_space(exp),
                 tune_config=tune.TuneConfig(
                     search_alg=_searcher(exp),
                     scheduler=_scheduler(exp),
@@ -392,7 +456,7 @@ def _run_tuner(
                     max_concurrent_trials=_live_trials(exp, the_plan.concurrency),
                 ),
                 run_config=tune.RunConfig(
-                    name="tune",
+                    name=tune_name,
                     storage_path=store.uri(exp.name),
                     callbacks=[writer],
                     verbose=0,

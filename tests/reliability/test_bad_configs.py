@@ -83,6 +83,35 @@ CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
         None,
     ),
     (
+        "ablation, variant searched",
+        NAME + "sweep: {mode: ablation, final_seeds: [1], space: {variant: [full]}}\n",
+        [],
+        ["sweep.space.variant", "sweep.variants"],
+        None,
+    ),
+    (
+        "ablation, no final seeds",
+        NAME + "sweep: {mode: ablation, space: {lr_f: {low: 1e-5, high: 1e-2}}}\n",
+        [],
+        ["sweep.final_seeds", "at least one"],
+        None,
+    ),
+    (
+        "ablation, final seed searched",
+        NAME
+        + "sweep: {mode: ablation, final_seeds: [0, 5], space: {lr_f: {low: 1e-5, high: 1e-2}}}\n",
+        [],
+        ["sweep.final_seeds", "[0] also searched"],
+        None,
+    ),
+    (
+        "final seeds on a grid",
+        NAME,
+        ["-o", "sweep.final_seeds=[3]"],
+        ["sweep.final_seeds", "ablation"],
+        None,
+    ),
+    (
         "lcb without seed_asha",
         NAME,
         ["-o", "sweep.rung_statistic=lcb"],

@@ -1,0 +1,98 @@
+"""Fair ablations (`sweep.mode: ablation`): which variant is better when each one is tuned.
+
+    phases(exp)   # search-<variant> for each of sweep.variants, then final
+    search phase: Optuna over sweep.space for that variant alone, sweep.num_samples samples,
+                  selected on sweep.metric (a validation split), ASHA or seed_asha allowed
+    final phase:  each variant's best configuration on sweep.final_seeds (none of them
+                  searched): the rows the report's table is made of
+
+Every variant gets the same budget on the same selection metric, so no variant runs at settings
+tuned for another. The test split never chooses: the best configuration is taken on
+sweep.metric alone (a seed group's mean when the search runs seed groups).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from gtaray.config import Experiment
+from gtaray.search_report import as_overrides, best_configuration
+
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # search-<variant> or final; also the name of its Tune folder, tune-<name>
+    exp: Experiment  # what its trials are built from
+    variant: str | None  # the variant a search phase tunes
+
+
+def search_phase(exp: Experiment, variant: str) -> Phase:
+    searched = exp.with_updates(
+        {"sweep.mode": "search", "method.variant": variant, "sweep.final_seeds": []}
+    )
+    return Phase(f"search-{variant}", searched, variant)
+
+
+def phases(exp: Experiment) -> list[Phase]:
+    """The search phases in sweep.variants order, then the final one."""
+    final = exp.with_updates(
+        {"sweep.mode": "grid", "sweep.seeds": list(exp.sweep.final_seeds), "sweep.final_seeds": []}
+    )
+    return [*(search_phase(exp, v) for v in exp.sweep.variants), Phase(FINAL, final, None)]
+
+
+def _rows_of(rows: pd.DataFrame, phase: Phase) -> pd.DataFrame:
+    return rows[rows["phase"] == phase.name] if "phase" in rows else rows.iloc[0:0]
+
+
+def final_space(exp: Experiment, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each variant's best configuration with its variant, for the final grid; a variant whose
+    search completed no trial gets no final trials (its budget line says so)."""
+    chosen = []
+    for variant in exp.sweep.variants:
+        phase = search_phase(exp, variant)
+        best = best_configuration(_rows_of(rows, phase), phase.exp)
+        if best is not None:
+            chosen.append({"method.variant": variant, **best})
+    return chosen
+
+
+def budgets(rows: pd.DataFrame, exp: Experiment) -> pd.DataFrame:
+    """Per variant: its search's trials and iterations, and the configuration it chose."""
+    out = []
+    for variant in exp.sweep.variants:
+        phase = search_phase(exp, variant)
+        mine = _rows_of(rows, phase)
+        chosen = as_overrides(best_configuration(mine, phase.exp))
+        out.append(
+            {
+                "experiment": exp.name,
+                "variant": variant,
+                "search_trials": len(mine),
+                "search_iterations": int(mine["iterations_done"].fillna(0).sum()),
+                "chosen": chosen or "none (no search trial completed)",
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def render_budgets(table: pd.DataFrame, fmt: str = "table") -> str:
+    """Each variant's tuning budget and chosen configuration, under the ablation table."""
+    name = table["experiment"].iloc[0] if len(table) else ""
+    if fmt == "csv":
+        return "\n" + table.to_csv(index=False)
+    lines = [
+        f"\n{name}: each variant tuned on its own (same budget, same selection metric), "
+        "then its chosen configuration run on the final seeds (the table above):"
+    ]
+    for row in table.itertuples(index=False):
+        lines.append(
+            f"- {row.variant}: {row.search_trials} search trials, {row.search_iterations} "
+            f"iterations; chose {row.chosen}"
+        )
+    return "\n".join(lines) + "\n"
