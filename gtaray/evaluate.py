@@ -22,8 +22,8 @@ from gtaray.data.labels import CLASSES
 from gtaray.data.pairs import shard_indices
 from gtaray.data.splits import Splits, class_names
 from gtaray.method import diagnostics, lsd
+from gtaray.metric_names import iou_column
 from gtaray.metrics import all_reduce_sum, confusion_matrix, iou, subset_miou
-from gtaray.results import iou_column
 
 EVAL_BATCH = 8
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gtaray.config import Experiment
+from gtaray.metric_names import iou_column
 from gtaray.storage import Store
 
 STATUSES = ("completed", "diverged", "pruned", "failed")
@@ -91,11 +92,6 @@ def trial_path(results_dir: str | Path, experiment: str, trial_id: str) -> str:
 
 def curve_path(results_dir: str | Path, experiment: str, trial_id: str) -> str:
     return Store.at(results_dir).uri(curve_key(experiment, trial_id))
-
-
-def iou_column(class_name: str) -> str:
-    """Column (and metric) name of a class's IoU: `iou_traffic_light`."""
-    return f"iou_{class_name.replace(' ', '_')}"
 
 
 def trial_schema(class_names: list[str]) -> pa.Schema:
