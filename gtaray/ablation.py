@@ -46,36 +46,45 @@ def phases(exp: Experiment) -> list[Phase]:
     return [*(search_phase(exp, v) for v in exp.sweep.variants), Phase(FINAL, final, None)]
 
 
-def _rows_of(rows: pd.DataFrame, phase: Phase) -> pd.DataFrame:
+def rows_of(rows: pd.DataFrame, phase: Phase) -> pd.DataFrame:
+    """The rows a phase wrote; the one phase of a plain grid or search (no name) owns them all."""
+    if not phase.name:
+        return rows
     return rows[rows["phase"] == phase.name] if "phase" in rows else rows.iloc[0:0]
+
+
+def chosen_configurations(exp: Experiment, rows: pd.DataFrame) -> dict[str, dict[str, Any] | None]:
+    """Each variant's best configuration, taken from its own search's rows on sweep.metric
+    alone; None for a variant whose search completed no trial."""
+    chosen = {}
+    for variant in exp.sweep.variants:
+        phase = search_phase(exp, variant)
+        chosen[variant] = best_configuration(rows_of(rows, phase), phase.exp)
+    return chosen
 
 
 def final_space(exp: Experiment, rows: pd.DataFrame) -> list[dict[str, Any]]:
     """Each variant's best configuration with its variant, for the final grid; a variant whose
     search completed no trial gets no final trials (its budget line says so)."""
-    chosen = []
-    for variant in exp.sweep.variants:
-        phase = search_phase(exp, variant)
-        best = best_configuration(_rows_of(rows, phase), phase.exp)
-        if best is not None:
-            chosen.append({"method.variant": variant, **best})
-    return chosen
+    return [
+        {"method.variant": variant, **best}
+        for variant, best in chosen_configurations(exp, rows).items()
+        if best is not None
+    ]
 
 
 def budgets(rows: pd.DataFrame, exp: Experiment) -> pd.DataFrame:
     """Per variant: its search's trials and iterations, and the configuration it chose."""
     out = []
-    for variant in exp.sweep.variants:
-        phase = search_phase(exp, variant)
-        mine = _rows_of(rows, phase)
-        chosen = as_overrides(best_configuration(mine, phase.exp))
+    for variant, best in chosen_configurations(exp, rows).items():
+        mine = rows_of(rows, search_phase(exp, variant))
         out.append(
             {
                 "experiment": exp.name,
                 "variant": variant,
                 "search_trials": len(mine),
                 "search_iterations": int(mine["iterations_done"].fillna(0).sum()),
-                "chosen": chosen or "none (no search trial completed)",
+                "chosen": as_overrides(best) or "none (no search trial completed)",
             }
         )
     return pd.DataFrame(out)

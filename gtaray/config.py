@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gtaray.errors import ConfigError
 
@@ -67,7 +76,7 @@ def local_path(value: Any) -> Any:
 
 def _unique(values: list | None) -> list | None:
     """A list that names the same trial twice would run it twice and fake a spread of 0."""
-    if values is not None:
+    if isinstance(values, list):
         repeated = sorted({str(v) for v in values if values.count(v) > 1})
         if repeated:
             raise ValueError(f"listed more than once: {', '.join(repeated)}")
@@ -312,13 +321,26 @@ class LogUniform(_Frozen):
         return self
 
 
+# A searched number: log-uniform between bounds, or one of listed values (a discrete space can
+# also be run exhaustively, to check what a search finds against the whole grid).
+Searched = (
+    Annotated[
+        Annotated[LogUniform, Tag("range")]
+        | Annotated[list[PositiveFloat], Field(min_length=1), Tag("list")],
+        # One branch per input shape, so a bad entry gets that branch's error only.
+        Discriminator(lambda v: "list" if isinstance(v, list) else "range"),
+    ]
+    | None
+)
+
+
 class SearchSpace(_Frozen):
-    lr_f: LogUniform | None = None
-    lr_gd: LogUniform | None = None
-    alpha: LogUniform | None = None
-    beta: LogUniform | None = None
+    lr_f: Searched = None
+    lr_gd: Searched = None
+    alpha: Searched = None
+    beta: Searched = None
     variant: list[Variant] | None = Field(None, min_length=1)
-    _variant_unique = field_validator("variant")(_unique)
+    _lists_unique = field_validator("lr_f", "lr_gd", "alpha", "beta", "variant")(_unique)
 
 
 def field_path(name: str) -> str:
@@ -469,10 +491,14 @@ def _check_override_key(key: str, source: str) -> None:
         )
 
 
+_UNION_TAGS = ("range", "list")
+
+
 def _format_error(source: str, error: ValidationError) -> str:
     # An unknown key first: a typo also makes its intended key "missing".
     first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    loc = ".".join(str(p) for p in first["loc"])
+    # Without the tags of a tagged union (`space.beta.list.1` is `space.beta.1` in the file).
+    loc = ".".join(str(p) for p in first["loc"] if p not in _UNION_TAGS)
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -490,6 +516,7 @@ def _format_error(source: str, error: ValidationError) -> str:
     ):
         msg = msg.replace(words, sign)
     msg = msg.replace("Input should be", "must be")
+    msg = msg.replace("a valid dictionary or instance of LogUniform", "{low: L, high: H} or a list")
     more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
     return f"{source}: {loc or '<root>'}: {msg}{more}"
 

@@ -25,7 +25,7 @@ import ray.tune
 from ray import tune
 from rich.console import Console
 
-from gtaray.ablation import FINAL, Phase, final_space, phases
+from gtaray.ablation import FINAL, Phase, final_space, phases, rows_of
 from gtaray.cluster import check_cluster, cluster_nodes, init_ray
 from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
 from gtaray.data.splits import class_names
@@ -91,6 +91,9 @@ class ResultsWriter(tune.Callback):
         # carry this run's code revision and versions, not those of the run that was stopped.
         self.__dict__.update(state)
         self.provenance = provenance()
+        # A writer pickled by a version without phases or per-variant studies.
+        self.__dict__.setdefault("phase", self.exp.sweep.mode)
+        self.__dict__.setdefault("study", self.exp.name)
 
     @property
     def journal(self) -> StudyJournal:
@@ -151,7 +154,7 @@ class ResultsWriter(tune.Callback):
         row = trial_row(exp, trial.trial_id, last, self.classes, error=error, curve=curve)
         row |= self.provenance | {
             "config_id": config_id(trial.config, trial.trial_id),
-            "phase": getattr(self, "phase", exp.sweep.mode),  # a writer pickled before phases
+            "phase": self.phase,
             "node_id": str(last.get("node_id") or last.get("node_ip", "")),
             "start_time": self.started.get(trial.trial_id, end),
             "end_time": end,
@@ -379,10 +382,10 @@ def _run_phase(
         planned = len(chosen) * len(seeds)
     else:
         planned = len(plan(phase.exp).trials)
-    if phase.name and "phase" in rows and (rows["phase"] == phase.name).sum() >= planned:
+    mine = rows_of(rows, phase)
+    if phase.name and len(mine) >= planned:
         return
     study = f"{exp.name}-{phase.variant}" if phase.variant else exp.name
-    mine = rows[rows["phase"] == phase.name] if phase.name and "phase" in rows else rows
     if phase.exp.sweep.mode == "search":  # rows written after the journal's last entry, if any
         StudyJournal(phase.exp, store, study).sync(mine, load_curves(exp.results.dir, exp.name))
     _run_tuner(

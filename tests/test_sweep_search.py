@@ -56,7 +56,7 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
             "sweep.num_samples=4",
             "sweep.seeds=[0]",  # one trial per sample (two or more seeds: seed groups)
             "sweep.space.lr_f={low: 1.0e-9, high: 1.0e-2}",
-            "sweep.space.beta={low: 0.01, high: 1.0}",
+            "sweep.space.beta=[0.01, 1.0]",  # listed values: a categorical for Optuna
             "sweep.space.variant=[source_only, target_oracle]",
             "sweep.scheduler=asha",
             "sweep.grace_period=3",
@@ -70,7 +70,7 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
     rows = trials(tmp_path, exp.name)
     assert len(rows) == 4 and rows["trial_id"].is_unique
     assert rows["lr_f"].between(1e-9, 1e-2).all()
-    assert rows["beta"].between(0.01, 1.0).all()
+    assert set(rows["beta"]) <= {0.01, 1.0}
     assert set(rows["variant"]) <= {"source_only", "target_oracle"}
     assert rows["lr_f"].nunique() == 4  # sampled, not the file's fixed value
     pruned = rows[rows["status"] == "pruned"]

@@ -125,6 +125,27 @@ CASES: list[tuple[str, str | bytes, list[str], list[str], Setup | None]] = [
         ["sweep.space.lr_f", "low must be < high"],
         None,
     ),
+    (
+        "searched values negative",
+        NAME + "sweep: {mode: search, space: {beta: [1, -2]}}\n",
+        [],
+        ["sweep.space.beta.1", "must be > 0"],
+        None,
+    ),
+    (
+        "searched values twice",
+        NAME + "sweep: {mode: search, space: {beta: [10, 10]}}\n",
+        [],
+        ["sweep.space.beta", "listed more than once"],
+        None,
+    ),
+    (
+        "searched value neither range nor list",
+        NAME + "sweep: {mode: search, space: {beta: 10}}\n",
+        [],
+        ["sweep.space.beta", "{low: L, high: H} or a list"],
+        None,
+    ),
     # keys: unknown, dead, given twice
     ("typo key", "nmae: t\n", [], ["nmae", "unknown key"], None),
     ("dead key", NAME + "train: {checkpoint_every: 5}\n", [], ["train.checkpoint_every"], None),
