@@ -275,45 +275,101 @@ def render(
             text += _markdown(class_headers, class_rows)
         return text
     console = console or Console()
-    # A terminal is narrower than a paper: one experiment goes in the title, and per-class
-    # IoU is transposed (a row per class) when its columns do not fit.
+    # A terminal (or a pipe: 80 columns) is narrower than a paper. No name is ever cut: one
+    # experiment goes in the title, the ablation table becomes a block per variant when its
+    # columns do not fit, and per-class IoU is transposed (a row per class) and split into
+    # as many tables of variant columns as it takes.
     experiments = summary["experiment"].unique()
     single = len(experiments) == 1
     title = f"{experiments[0]}: " if single else ""
-    caption = protocol_note(select, star) + (f" {power}" if power else "")
-    table = Table(title=f"{title}target mIoU by variant", caption=caption)
-    for h in headers[single:]:
-        table.add_column(h, justify="left" if h in ("experiment", "variant", "trials") else "right")
-    for cells in ablation:
-        table.add_row(*cells[single:])
-    console.print(table)
+    note = protocol_note(select, star) + (f" {power}" if power else "")
+    headers, ablation = headers[single:], [cells[single:] for cells in ablation]
+    if _table_width(headers, ablation) <= console.width:
+        console.print(_table(f"{title}target mIoU by variant", headers, ablation, LEFT))
+    else:
+        console.print(f"{title}target mIoU by variant", soft_wrap=True)
+        for line in _blocks(headers, ablation, single):
+            console.print(line, soft_wrap=True, highlight=False)
+    console.print(note, highlight=False)
     if len(class_headers) <= 3:
         return ""
-    per_class = Table(title=f"{title}per-class target IoU (%), mean over completed trials")
-    if 7 * len(class_headers) + 20 <= console.width:
-        for h in class_headers[single:]:
-            per_class.add_column(h, justify="left" if h in ("experiment", "variant") else "right")
-        for cells in class_rows:
-            per_class.add_row(*cells[single:])
-    else:
-        per_class.add_column("class")
-        for cells in class_rows:
-            per_class.add_column(cells[1] if single else f"{cells[0]}/{cells[1]}", justify="right")
-        for i, name in enumerate(class_headers[2:], start=2):
-            per_class.add_row(name, *(cells[i] for cells in class_rows))
-    console.print(per_class)
+    class_headers, class_rows = class_headers[single:], [cells[single:] for cells in class_rows]
+    per_class = f"{title}per-class target IoU (%), mean over completed trials"
+    if _table_width(class_headers, class_rows) <= console.width:
+        console.print(_table(per_class, class_headers, class_rows, LEFT))
+        return ""
+    names = ["/".join(cells[: 2 - single]) for cells in class_rows]  # [experiment/]variant
+    values = [cells[2 - single :] for cells in class_rows]
+    groups = _column_groups(class_headers[2 - single :], names, values, console.width)
+    for k, columns in enumerate(groups, start=1):
+        part = f" ({k} of {len(groups)})" if len(groups) > 1 else ""
+        rows = [
+            [name, *(values[j][i] for j in columns)]
+            for i, name in enumerate(class_headers[2 - single :])
+        ]
+        headers = ["class", *(names[j] for j in columns)]
+        console.print(_table(per_class + part, headers, rows, ("class",)))
     return ""
 
 
-def print_metrics(metrics: dict, console: Console | None = None) -> None:
-    """The final metrics of one trial (`gtaray train`), mIoUs in percent."""
-    table = Table(title="final metrics")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        if isinstance(value, float) and ("miou" in key or key.startswith("iou_")):
-            value = _pct(value)
-        elif isinstance(value, float):
-            value = f"{value:.4g}"
-        table.add_row(key, str(value))
-    (console or Console()).print(table)
+LEFT = ("experiment", "variant", "trials", "class")
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]], left) -> Table:
+    """A table whose cells never wrap nor get cut (callers check that it fits)."""
+    table = Table(title=title)
+    for h in headers:
+        table.add_column(h, justify="left" if h in left else "right", no_wrap=True)
+    for cells in rows:
+        table.add_row(*cells)
+    return table
+
+
+def _table_width(headers: list[str], rows: list[list[str]]) -> int:
+    """The width of `_table` with no cell wrapped: each column its widest cell, two spaces of
+    padding and one border, plus the last border."""
+    widths = [max(len(c) for c in column) for column in zip(headers, *rows, strict=True)]
+    return 1 + sum(w + 3 for w in widths)
+
+
+# The block layout's lines: the mean and its interval, the difference and its tests, P(>).
+_BLOCK_LINES = (
+    ("mIoU (%)", "mIoU* (%)", "95% CI"),
+    ("Δ vs source_only", "p (Welch)", "p (paired)"),
+    ("P(> source_only)",),
+)
+
+
+def _blocks(headers: list[str], rows: list[list[str]], single: bool) -> list[str]:
+    """The ablation table as a block per row: its names and trials, then its statistics on
+    up to three lines (each well under 80 columns)."""
+    lines = []
+    for cells in rows:
+        cell = dict(zip(headers, cells, strict=True))
+        head = " / ".join(cells[: 1 if single else 2])
+        lines.append(f"{head}: {cell['trials']} (n {cell['n']})")
+        for keys in _BLOCK_LINES:
+            parts = [f"{k} {cell[k]}" for k in keys if cell.get(k, "-") != "-"]
+            if parts:
+                lines.append("  " + "   ".join(parts))
+    return lines
+
+
+def _column_groups(classes: list[str], names: list[str], values, width: int) -> list[list[int]]:
+    """The variant columns of the transposed per-class table, split into as few groups as fit
+    `width` beside the class column, of even sizes where they fit (a group has at least one
+    column, even one wider than `width`)."""
+    first = 1 + max(len(c) for c in ["class", *classes]) + 3
+    widths = [max(len(name), *(len(v) for v in values[j])) + 3 for j, name in enumerate(names)]
+    greedy, current, used = [], [], first
+    for j, w in enumerate(widths):
+        if current and used + w > width:
+            greedy.append(current)
+            current, used = [], first
+        current.append(j)
+        used += w
+    greedy.append(current)
+    size = math.ceil(len(names) / len(greedy))
+    even = [list(range(i, min(i + size, len(names)))) for i in range(0, len(names), size)]
+    fits = all(first + sum(widths[j] for j in group) <= width for group in even)
+    return even if fits and len(even) == len(greedy) else greedy

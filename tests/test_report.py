@@ -187,3 +187,63 @@ def test_bad_files_are_named_and_skipped_and_nothing_readable_is_exit_2(tmp_path
     assert result.returncode == 2
     assert "empty.parquet: skipped" in result.stderr
     assert "no readable trial results" in result.stderr.strip().splitlines()[-1]
+
+
+def paper_sized_summary(experiments=("ablations",)) -> pd.DataFrame:
+    """Six variants x 3 seeds (and a pruned trial each) over the 19 Cityscapes classes."""
+    from gtaray.config import VARIANTS
+    from gtaray.data.labels import CLASSES as NAMES
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for experiment in experiments:
+        for variant in VARIANTS:
+            for seed in range(4):
+                rows.append(
+                    {
+                        "experiment": experiment, "variant": variant, "seed": seed,
+                        "trial_id": f"{experiment}-{variant}-{seed}", "miou13": math.nan,
+                        "status": "completed" if seed < 3 else "pruned",
+                        "miou": rng.uniform(0.2, 0.4),
+                        **{f"iou_{c.replace(' ', '_')}": rng.uniform() for c in NAMES[19]},
+                    }
+                )  # fmt: skip
+    return summarise(pd.DataFrame(rows))
+
+
+def names_in_full(text: str, experiments) -> None:
+    from gtaray.config import VARIANTS
+    from gtaray.data.labels import CLASSES as NAMES
+
+    lines = text.splitlines()
+    for name in [*VARIANTS, *(c.replace(" ", "_") for c in NAMES[19]), *experiments]:
+        assert any(name in line for line in lines), f"{name!r} is cut or missing:\n{text}"
+    assert "…" not in text
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+@pytest.mark.parametrize("experiments", [("ablations",), ("gta5_to_cityscapes", "synthia_x")])
+def test_the_report_never_cuts_a_name_at_any_width(width, experiments):
+    import io
+
+    from rich.console import Console
+
+    from gtaray.report import render
+
+    out = io.StringIO()
+    render(paper_sized_summary(experiments), console=Console(width=width, file=out))
+    text = out.getvalue()
+    names_in_full(text, experiments)
+    tables = [line for line in text.splitlines() if line.startswith(("┏", "│", "└"))]
+    assert all(len(line) <= width for line in tables), "a table is wider than the terminal"
+    if width == 200 and len(experiments) == 1:  # wide enough: one table each, nothing split
+        assert text.count("┏") == 2 and "(1 of" not in text
+
+
+def test_the_report_through_a_pipe_keeps_every_name(tmp_path):
+    write_fixture(tmp_path, "a_rather_long_experiment_name")
+    result = run_cli("report", str(tmp_path), env={"COLUMNS": ""})  # a pipe: 80 columns
+    assert result.returncode == 0, result.stderr
+    for name in ("source_only", "full", "road", "a_rather_long_experiment_name"):
+        assert name in result.stdout, result.stdout
+    assert "…" not in result.stdout
