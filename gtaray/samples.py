@@ -2,6 +2,7 @@
 
     one row per image pair: source | G(source) | target | G(target) | prediction | ground truth
 
+under a band naming the trial (experiment, variant, seed) and each column.
 G's columns are grey for variants without G; predictions and labels are in the Cityscapes
 palette. Written to `<results.dir>/<name>/samples/<run>.png` (`gtaray report --plots` copies
 them). No Ray here.
@@ -10,10 +11,11 @@ them). No Ray here.
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from gtaray.config import Experiment
 from gtaray.data.labels import colorize
@@ -21,6 +23,8 @@ from gtaray.data.splits import Splits
 from gtaray.evaluate import resize_prediction
 from gtaray.method import lsd
 from gtaray.storage import Store
+
+TITLES = ("source", "G(source)", "target", "G(target)", "prediction", "ground truth")
 
 
 def _uint8(rgb: torch.Tensor) -> np.ndarray:
@@ -61,12 +65,33 @@ def sample_grid(
     return np.concatenate(rows, axis=0)
 
 
+def titled(grid: np.ndarray, caption: str) -> Image.Image:
+    """The grid under a band that names the trial and each column, upscaled (nearest, by a
+    whole factor) until every column title fits over its column."""
+    font = ImageFont.load_default()
+    column = grid.shape[1] // len(TITLES)
+    scale = max(1, math.ceil((max(font.getlength(t) for t in TITLES) + 8) / column))
+    image = Image.fromarray(grid).resize(
+        (grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST
+    )
+    line = font.getbbox("Ag")[3] + 4
+    out = Image.new("RGB", (image.width, image.height + 2 * line), "white")
+    draw = ImageDraw.Draw(out)
+    draw.text((4, 2), caption, fill="black", font=font)
+    for i, title in enumerate(TITLES):
+        x = i * column * scale + (column * scale - font.getlength(title)) / 2
+        draw.text((x, line + 2), title, fill="black", font=font)
+    out.paste(image, (0, 2 * line))
+    return out
+
+
 def save_grid(
     nets: lsd.Nets, splits: Splits, exp: Experiment, device: torch.device, run: str
 ) -> str:
-    """Write the trial's grid as a PNG into its experiment's samples/; return where."""
+    """Write the trial's grid, titled, as a PNG into its experiment's samples/; return where."""
     buffer = io.BytesIO()
-    Image.fromarray(sample_grid(nets, splits, exp, device)).save(buffer, format="PNG")
+    caption = f"{exp.name}: {exp.method.variant}, seed {exp.train.seed}"
+    titled(sample_grid(nets, splits, exp, device), caption).save(buffer, format="PNG")
     store = Store.at(exp.results.dir)
     key = f"{exp.name}/samples/{run}.png"
     store.write_atomic(key, buffer.getvalue())

@@ -11,11 +11,13 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from gtaray.results import TRIAL_COLUMNS
+from gtaray.samples import titled
 from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.ray
@@ -97,7 +99,8 @@ def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_addr
     # Each trial saved its picture: 2 image pairs x (source, G, target, G, prediction, label).
     samples = sorted((out / "smoke" / "samples").glob("*.png"))
     assert len(samples) == 4
-    assert Image.open(samples[0]).size == (6 * 64, 2 * 32)
+    # 2 pairs of 64x32 images, upscaled under the titles' band like any grid of that size.
+    assert Image.open(samples[0]).size == titled(np.zeros((2 * 32, 6 * 64, 3), np.uint8), "").size
 
     report = run_cli("report", str(out), "--format", "markdown", "--plots", str(tmp_path / "fig"))
     assert report.returncode == 0, report.stderr
