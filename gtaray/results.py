@@ -12,6 +12,7 @@ that re-runs replaces its own file. Readers skip hidden names.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -106,8 +107,14 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _table(data: bytes) -> pa.Table:
+    # ParquetFile.read without threads: a trial's file is one small row group, and
+    # read_table's dataset machinery and thread pool cost 5x the decoding itself.
+    return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+
+
 def _read(store: Store, key: str) -> pd.DataFrame:
-    return pq.read_table(pa.BufferReader(store.read_bytes(key))).to_pandas()
+    return _table(store.read_bytes(key)).to_pandas()
 
 
 # How a trial's test mIoU is read: at the last evaluation, or at the evaluation a validation
@@ -254,30 +261,69 @@ def load_trials(
     the missing columns as NaN. Each such case adds a line to `problems`, naming the file."""
     store = Store.at(results_dir)
     experiments = [experiment] if experiment else store.folders()
-    frames = []
-    for name in experiments:
-        for file in store.names(f"{name}/trials", ".parquet"):
-            key = f"{name}/trials/{file}"
-            try:
-                frame = _read(store, key)
-            except (OSError, ValueError) as e:  # truncated, empty, not Parquet
-                _note(problems, f"{store.uri(key)}: skipped, unreadable ({type(e).__name__})")
-                continue
-            absent = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-            if absent:
-                _note(problems, f"{store.uri(key)}: skipped, not a trial row (no {absent[0]})")
-                continue
-            older = [c for c in TRIAL_COLUMNS if c not in frame.columns]
-            if older:
-                _note(problems, f"{store.uri(key)}: older schema, {len(older)} column(s) empty")
-            frames.append(frame)
-    if not frames:
+    keys = [
+        f"{name}/trials/{file}"
+        for name in experiments
+        for file in store.names(f"{name}/trials", ".parquet")
+    ]
+    tables = []
+    for key, table in zip(keys, _read_tables(store, keys), strict=True):
+        if isinstance(table, Exception):  # truncated, empty, not Parquet
+            _note(problems, f"{store.uri(key)}: skipped, unreadable ({type(table).__name__})")
+            continue
+        columns = set(table.column_names)
+        absent = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if absent:
+            _note(problems, f"{store.uri(key)}: skipped, not a trial row (no {absent[0]})")
+            continue
+        older = [c for c in TRIAL_COLUMNS if c not in columns]
+        if older:
+            _note(problems, f"{store.uri(key)}: older schema, {len(older)} column(s) empty")
+        tables.append(table)
+    if not tables:
         return pd.DataFrame(columns=list(TRIAL_COLUMNS))
-    table = pd.concat(frames, ignore_index=True).reindex(
-        columns=list(dict.fromkeys([*TRIAL_COLUMNS, *(c for f in frames for c in f.columns)]))
-    )
+    frame = _concat(tables)
+    frame = frame.reindex(columns=list(dict.fromkeys([*TRIAL_COLUMNS, *frame.columns])))
     # One file per trial id already; this guards against copies made by hand.
-    return table.drop_duplicates(["experiment", "trial_id"], keep="last").reset_index(drop=True)
+    return frame.drop_duplicates(["experiment", "trial_id"], keep="last").reset_index(drop=True)
+
+
+# Files fetched at once from an object store, where each request waits tens of milliseconds:
+# one after another, that wait made a report of thousands of trials slow there. Local files
+# are read in turn (threads only add lock contention to the decoding, which holds the GIL).
+READ_THREADS = 16
+
+
+def _read_tables(store: Store, keys: list[str]) -> list[pa.Table | Exception]:
+    """Each key's Parquet table, or the error that reading it raised, in the keys' order."""
+
+    def fetch(key: str) -> bytes | Exception:
+        try:
+            return store.read_bytes(key)
+        except OSError as e:
+            return e
+
+    def decode(data: bytes | Exception) -> pa.Table | Exception:
+        if isinstance(data, Exception):
+            return data
+        try:
+            return _table(data)
+        except (OSError, ValueError) as e:  # truncated, empty, not Parquet (ArrowInvalid)
+            return e
+
+    if store.is_local or len(keys) < 2:
+        return [decode(fetch(k)) for k in keys]
+    with ThreadPoolExecutor(min(READ_THREADS, len(keys))) as pool:
+        return [decode(data) for data in pool.map(fetch, keys)]
+
+
+def _concat(tables: list[pa.Table]) -> pd.DataFrame:
+    """One frame of many files' tables: one Arrow concatenation (columns a file lacks are
+    null), converted once; files whose column types disagree go through pandas instead."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
 
 
 def _note(problems: list[str] | None, message: str) -> None:
@@ -290,10 +336,11 @@ def load_curves(
 ) -> pd.DataFrame:
     """All curve rows of an experiment; unreadable files are skipped and noted."""
     store = Store.at(results_dir)
-    frames = []
-    for file in store.names(f"{experiment}/curves", ".parquet"):
-        try:
-            frames.append(_read(store, f"{experiment}/curves/{file}"))
-        except (OSError, ValueError) as e:
-            _note(problems, f"{store.uri(f'{experiment}/curves/{file}')}: skipped ({e!s:.60})")
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    keys = [f"{experiment}/curves/{f}" for f in store.names(f"{experiment}/curves", ".parquet")]
+    tables = []
+    for key, table in zip(keys, _read_tables(store, keys), strict=True):
+        if isinstance(table, Exception):
+            _note(problems, f"{store.uri(key)}: skipped ({table!s:.60})")
+        else:
+            tables.append(table)
+    return _concat(tables) if tables else pd.DataFrame()
