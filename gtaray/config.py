@@ -421,6 +421,12 @@ class Results(_Frozen):
     _supported = field_validator("dir")(check_location)
 
 
+class Tracking(_Frozen):
+    # Where trials are watched while they run (gtaray.trackers); not part of the experiment's
+    # identity: turning a tracker on for a --resume continues the same experiment.
+    tensorboard: bool = False
+
+
 class Experiment(_Frozen):
     # A folder name under results.dir: never "." or "..", never a path.
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
@@ -432,6 +438,7 @@ class Experiment(_Frozen):
     scaling: Scaling = Scaling()
     sweep: Sweep = Sweep()
     results: Results = Results()
+    tracking: Tracking = Tracking()
 
     @model_validator(mode="after")
     def _eval_within_run(self) -> Experiment:
@@ -448,8 +455,10 @@ class Experiment(_Frozen):
 
     def config_hash(self) -> str:
         """Short stable hash of everything that defines the experiment: not where its results
-        live (`--out r1` and `--out /abs/r1`, or a moved folder, are the same experiment)."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"results"}), sort_keys=True)
+        live (`--out r1` and `--out /abs/r1`, or a moved folder, are the same experiment), nor
+        where it is watched (`tracking`)."""
+        dump = self.model_dump(mode="json", exclude={"results", "tracking"})
+        blob = json.dumps(dump, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def with_updates(self, updates: dict[str, Any]) -> Experiment:

@@ -49,6 +49,7 @@ from gtaray.seed_asha import SeedASHA
 from gtaray.seed_groups import SeedGroups, config_id, trial_updates
 from gtaray.storage import Store, local_log
 from gtaray.study import StudyJournal
+from gtaray.trackers import trackers
 from gtaray.train import StepHook
 from gtaray.trainer import fit_trial
 
@@ -461,7 +462,7 @@ def _run_tuner(
                 run_config=tune.RunConfig(
                     name=tune_name,
                     storage_path=store.uri(exp.name),
-                    callbacks=[writer],
+                    callbacks=[writer, *trackers(exp, store.uri())],
                     verbose=0,
                 ),
             )

@@ -47,6 +47,26 @@ def run_on_a_terminal(*args: str, env: dict) -> tuple[int, str]:
     return process.wait(timeout=600), screen.decode(errors="replace")
 
 
+def check_the_tensorboard_runs(folder, curves: pd.DataFrame) -> None:
+    """One run per trial, read back with TensorBoard's own reader: the curve's metrics at the
+    curve's iterations, with the values the Parquet curve has."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = sorted(p.name for p in (folder / "tensorboard").iterdir())
+    assert runs == sorted(curves["trial_id"].unique())
+    for trial_id, curve in curves.groupby("trial_id"):
+        events = EventAccumulator(str(folder / "tensorboard" / trial_id))
+        events.Reload()
+        tags = set(events.Tags()["scalars"])
+        assert {"target_miou", "target_val_miou", "source_val_miou", "iou_road"} <= tags, tags
+        assert "training_iteration" not in tags and "iteration" not in tags  # bookkeeping
+        for tag in ("target_miou", "iou_road"):
+            logged = [(e.step, e.value) for e in events.Scalars(tag)]
+            expected = list(zip(curve["iteration"], curve[tag], strict=True))
+            assert [s for s, _ in logged] == [3, 6] == [s for s, _ in expected]
+            assert [v for _, v in logged] == pytest.approx([v for _, v in expected], abs=1e-6)
+
+
 def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_address):
     out = tmp_path / "results"
     env = {"RAY_ADDRESS": ray_address}
@@ -65,7 +85,8 @@ def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_addr
 
     other = threading.Thread(target=start_a_second_sweep_of_it)
     other.start()
-    rc, screen = run_on_a_terminal("sweep", smoke, "--out", str(out), env=env)
+    tracked = ["-o", "tracking.tensorboard=true"]
+    rc, screen = run_on_a_terminal("sweep", smoke, "--out", str(out), *tracked, env=env)
     other.join()
     assert rc == 0, screen[-3000:]
     assert_one_line_error(
@@ -101,6 +122,8 @@ def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_addr
     assert len(samples) == 4
     # 2 pairs of 64x32 images, upscaled under the titles' band like any grid of that size.
     assert Image.open(samples[0]).size == titled(np.zeros((2 * 32, 6 * 64, 3), np.uint8), "").size
+
+    check_the_tensorboard_runs(out / "smoke", curves)
 
     report = run_cli("report", str(out), "--format", "markdown", "--plots", str(tmp_path / "fig"))
     assert report.returncode == 0, report.stderr
