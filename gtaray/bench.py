@@ -35,11 +35,10 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from gtaray.config import VARIANTS, ConfigError, Experiment, load_experiment, scheme
-from gtaray.data.splits import make_splits
 from gtaray.method import lsd
 from gtaray.plan import BENCH_FILE
 from gtaray.ratios import interleaved, ratios, spread
-from gtaray.runtime import compile_nets, place, to_device, training_stream
+from gtaray.runtime import compile_nets, set_up, to_device
 
 SECTIONS = ("data", "step", "switches", "trainer", "trial")
 REPEATS = 3  # default --repeats: measurements per ratio
@@ -96,12 +95,8 @@ class Loop:
         self.device = torch.device(exp.scaling.device)
         if self.device.type == "cpu":  # as many threads as one Ray worker gets
             torch.set_num_threads(max(1, int(exp.scaling.cpus_per_worker)))
-        torch.manual_seed(exp.train.seed)
-        self.nets = lsd.build(exp)
-        place(self.nets, exp, self.device)
-        self.opts = lsd.make_optimizers(self.nets, exp)
+        self.nets, self.opts, _, self.stream = set_up(exp, self.device)
         compile_nets(self.nets, exp)
-        self.stream = training_stream(exp, make_splits(exp), 0, 1, self.device)
 
     def batch(self) -> dict:
         return to_device(next(self.stream), self.device, self.exp)

@@ -1,5 +1,6 @@
 """Where and how a training step runs: the batch stream, device placement, fast-path switches.
 
+    nets, opts, splits, stream = set_up(exp, device, rank, world)   # all of the below, seeded
     place(nets, exp, device)                                     # before the optimizers exist
     stream = training_stream(exp, splits, rank, world, device)   # DataLoader processes if any
     batch = to_device(next(stream), device, exp)                 # uint8 in, expanded there
@@ -12,13 +13,45 @@ cudnn_benchmark) and their measured effects: docs/benchmarks.md. No Ray here.
 
 from __future__ import annotations
 
+import random
+from typing import NamedTuple
+
+import numpy as np
 import torch
 
 from gtaray.config import Experiment
 from gtaray.data.pairs import TripletStream
-from gtaray.data.splits import Splits
+from gtaray.data.splits import Splits, make_splits
 from gtaray.data.transforms import expand
 from gtaray.method import lsd
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Setup(NamedTuple):
+    nets: lsd.Nets
+    opts: dict
+    splits: Splits
+    stream: TripletStream
+
+
+def set_up(exp: Experiment, device: torch.device, rank: int = 0, world: int = 1) -> Setup:
+    """One rank's nets on their device, its optimizers, the splits and its share of the
+    stream, seeded as every run is: the same initial weights on every rank, then each rank's
+    own seed (dropout differs per rank, as in any DDP run). The Ray worker and `gtaray bench`
+    both start here, so the loop measured is the loop trained."""
+    seed_everything(exp.train.seed)
+    nets = lsd.build(exp)
+    place(nets, exp, device)
+    splits = make_splits(exp)
+    stream = training_stream(exp, splits, rank, world, device)
+    opts = lsd.make_optimizers(nets, exp)
+    seed_everything(exp.train.seed * 1000 + rank)
+    return Setup(nets, opts, splits, stream)
 
 
 def place(nets: lsd.Nets, exp: Experiment, device: torch.device) -> None:

@@ -11,7 +11,6 @@ adds its own RNG and data-stream state to the same checkpoint (gtaray.checkpoint
 from __future__ import annotations
 
 import math
-import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 import ray.train
 import ray.train.torch
@@ -29,21 +27,15 @@ import torch.distributed as dist
 from gtaray import checkpoint
 from gtaray.config import Experiment
 from gtaray.data.pairs import TripletStream
-from gtaray.data.splits import Splits, make_splits
+from gtaray.data.splits import Splits
 from gtaray.evaluate import evaluate, mean_images
 from gtaray.method import lsd
-from gtaray.runtime import compile_nets, place, to_device, training_stream
+from gtaray.runtime import compile_nets, set_up, to_device
 from gtaray.samples import save_grid
 
 # Called as hook(rank, iteration) before every step: how tests inject faults into a worker.
 StepHook = Callable[[int, int], None]
 NAN_METRICS = ("target_miou", "target_val_miou", "source_val_miou")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -102,14 +94,8 @@ def _setup(exp: Experiment) -> Worker:
     context = ray.train.get_context()  # ray:
     device = ray.train.torch.get_device()  # ray:
     rank, world = context.get_world_rank(), context.get_world_size()
-    seed_everything(exp.train.seed)  # same initial weights on every rank
-    nets = lsd.build(exp)
-    place(nets, exp, device)
-    splits = make_splits(exp)
-    stream = training_stream(exp, splits, rank, world, device)
-    w = Worker(exp, rank, world, device, nets, lsd.make_optimizers(nets, exp), splits, stream)
-    seed_everything(exp.train.seed * 1000 + rank)  # dropout differs per rank, as in any DDP run
-    return w
+    nets, opts, splits, stream = set_up(exp, device, rank, world)
+    return Worker(exp, rank, world, device, nets, opts, splits, stream)
 
 
 def _restore(w: Worker) -> None:
