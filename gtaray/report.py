@@ -373,3 +373,17 @@ def _column_groups(classes: list[str], names: list[str], values, width: int) -> 
     even = [list(range(i, min(i + size, len(names)))) for i in range(0, len(names), size)]
     fits = all(first + sum(widths[j] for j in group) <= width for group in even)
     return even if fits and len(even) == len(greedy) else greedy
+
+
+def print_metrics(metrics: dict, console: Console | None = None) -> None:
+    """The final metrics of one trial (`gtaray train`), mIoUs in percent."""
+    table = Table(title="final metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float) and ("miou" in key or key.startswith("iou_")):
+            value = _pct(value)
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        table.add_row(key, str(value))
+    (console or Console()).print(table)
