@@ -62,7 +62,8 @@ def main() -> None:
         cmd = [str(gtaray), "report", args.out, "--experiment", name, "--format", "csv"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         times.append(round(time.perf_counter() - start, 2))
-    print(f"gtaray report, {name} at {args.out}: {times} s (median {sorted(times)[len(times) // 2]})")
+    median = sorted(times)[len(times) // 2]
+    print(f"gtaray report, {name} at {args.out}: {times} s (median {median})")
 
 
 if __name__ == "__main__":
