@@ -8,3 +8,8 @@ from __future__ import annotations
 def iou_column(class_name: str) -> str:
     """Column (and metric) name of a class's IoU: `iou_traffic_light`."""
     return f"iou_{class_name.replace(' ', '_')}"
+
+
+# A result that hands Tune a row already on disk (a trial finished before a sweep was killed):
+# not a new measurement, so schedulers, writers and trackers pass it by.
+ALREADY_RECORDED = "already_recorded"

@@ -184,11 +184,17 @@ def _improvement(row: pd.Series) -> str:
     return f"{row['p_improvement']:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def _statistic_groups(star: bool) -> tuple[tuple[str, ...], ...]:
+    """The ablation table's statistics columns in three groups (the block layout's lines):
+    the mean and its interval, the difference and its tests, the probability of improvement."""
+    means = ("mIoU (%)", *(("mIoU* (%)",) if star else ()), "95% CI")
+    return means, ("Δ vs source_only", "p (Welch)", "p (paired)"), ("P(> source_only)",)
+
+
 def ablation_headers(star: bool) -> list[str]:
     """The ablation table's columns; "mIoU*" (SYNTHIA's 13 of 16 classes) when rows have it."""
-    headers = ["experiment", "variant", "trials", "n", "mIoU (%)"]
-    headers += ["mIoU* (%)"] if star else []
-    return [*headers, "95% CI", "Δ vs source_only", "p (Welch)", "p (paired)", "P(> source_only)"]
+    statistics = [h for group in _statistic_groups(star) for h in group]
+    return ["experiment", "variant", "trials", "n", *statistics]
 
 
 def protocol_note(select: str, star: bool = False) -> str:
@@ -288,7 +294,7 @@ def render(
         console.print(_table(f"{title}target mIoU by variant", headers, ablation, LEFT))
     else:
         console.print(f"{title}target mIoU by variant", soft_wrap=True)
-        for line in _blocks(headers, ablation, single):
+        for line in _blocks(headers, ablation, single, star):
             console.print(line, soft_wrap=True, highlight=False)
     console.print(note, highlight=False)
     if len(class_headers) <= 3:
@@ -332,15 +338,7 @@ def _table_width(headers: list[str], rows: list[list[str]]) -> int:
     return 1 + sum(w + 3 for w in widths)
 
 
-# The block layout's lines: the mean and its interval, the difference and its tests, P(>).
-_BLOCK_LINES = (
-    ("mIoU (%)", "mIoU* (%)", "95% CI"),
-    ("Δ vs source_only", "p (Welch)", "p (paired)"),
-    ("P(> source_only)",),
-)
-
-
-def _blocks(headers: list[str], rows: list[list[str]], single: bool) -> list[str]:
+def _blocks(headers: list[str], rows: list[list[str]], single: bool, star: bool) -> list[str]:
     """The ablation table as a block per row: its names and trials, then its statistics on
     up to three lines (each well under 80 columns)."""
     lines = []
@@ -348,8 +346,8 @@ def _blocks(headers: list[str], rows: list[list[str]], single: bool) -> list[str
         cell = dict(zip(headers, cells, strict=True))
         head = " / ".join(cells[: 1 if single else 2])
         lines.append(f"{head}: {cell['trials']} (n {cell['n']})")
-        for keys in _BLOCK_LINES:
-            parts = [f"{k} {cell[k]}" for k in keys if cell.get(k, "-") != "-"]
+        for keys in _statistic_groups(star):
+            parts = [f"{k} {cell[k]}" for k in keys if cell[k] != "-"]
             if parts:
                 lines.append("  " + "   ".join(parts))
     return lines

@@ -30,6 +30,7 @@ from gtaray.cluster import check_cluster, cluster_nodes, init_ray
 from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
 from gtaray.data.splits import class_names
 from gtaray.errors import ResultsWriteError
+from gtaray.metric_names import ALREADY_RECORDED
 from gtaray.plan import plan
 from gtaray.preflight import check_start, experiment_dir, write_snapshot
 from gtaray.progress import SweepProgress, output_to_log
@@ -52,8 +53,6 @@ from gtaray.study import StudyJournal
 from gtaray.trackers import trackers
 from gtaray.train import StepHook
 from gtaray.trainer import fit_trial
-
-ALREADY_RECORDED = "already_recorded"
 
 
 def param_space(exp: Experiment) -> dict[str, Any]:

@@ -23,10 +23,11 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from gtaray.config import Experiment
+from gtaray.metric_names import ALREADY_RECORDED
 from gtaray.storage import Store
 
 # Reported for bookkeeping, not as measurements (the step is the iteration itself).
-NOT_SCALARS = {*AUTO_RESULT_KEYS, "iteration", "diverged", "workers", "already_recorded"}
+NOT_SCALARS = {*AUTO_RESULT_KEYS, "iteration", "diverged", "workers", ALREADY_RECORDED}
 
 
 def scalars(result: dict) -> dict[str, float]:
@@ -65,7 +66,7 @@ class TensorBoardTracker(tune.Callback):
         return Path(tempfile.gettempdir()) / "gtaray-tensorboard" / key
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result.get("already_recorded") or "iteration" not in result:
+        if result.get(ALREADY_RECORDED) or "iteration" not in result:
             return
         self._safely(trial.trial_id, self._add, trial.trial_id, result)
 

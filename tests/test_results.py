@@ -106,3 +106,16 @@ def test_curve_plot_has_a_band_per_variant(tmp_path):
     assert len(curves) == 9
     out = plot_curves(curves, tmp_path / "exp" / "curves.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_whose_column_types_disagree_are_still_read_together(tmp_path):
+    # One Arrow concatenation cannot join a float column with a string one (a curve written
+    # by another version, say); the reader then joins the files through pandas.
+    from gtaray.results import load_curves, write_curve
+
+    write_curve([{"trial_id": "a", "iteration": 3, "note": 0.5}], tmp_path, "exp", "a")
+    write_curve([{"trial_id": "b", "iteration": 3, "note": "text"}], tmp_path, "exp", "b")
+    problems: list[str] = []
+    curves = load_curves(tmp_path, "exp", problems)
+    assert problems == [] and sorted(curves["trial_id"]) == ["a", "b"]
+    assert sorted(map(str, curves["note"])) == ["0.5", "text"]
