@@ -35,7 +35,7 @@ BETAS = [1.0, 10.0]
 LRS_F = [3.0e-4, 3.0e-3]
 SEEDS = [0, 1, 2]
 SAMPLES = 8
-KEYS = ("variant", "beta", "lr_f")  # a configuration, as row columns
+KEYS = ("method.variant", "method.beta", "optim.lr_f")  # a configuration, as row columns
 
 
 def base() -> dict:
@@ -74,7 +74,8 @@ def sweep(spec: dict, out: Path) -> None:
 
 
 def configuration(row) -> tuple:
-    return (row["variant"], float(row["beta"]), round(float(row["lr_f"]), 10))
+    variant, beta, lr_f = (row[k] for k in KEYS)
+    return (variant, float(beta), round(float(lr_f), 10))
 
 
 def main() -> None:

@@ -334,6 +334,17 @@ Searched = (
 )
 
 
+# The experiment key each search-space entry samples. Tune's trial configs, the rows' columns
+# and Optuna's parameters all use these dotted keys.
+SEARCHED_PATHS = {
+    "lr_f": "optim.lr_f",
+    "lr_gd": "optim.lr_gd",
+    "alpha": "method.alpha",
+    "beta": "method.beta",
+    "variant": "method.variant",
+}
+
+
 class SearchSpace(_Frozen):
     lr_f: Searched = None
     lr_gd: Searched = None
@@ -342,19 +353,10 @@ class SearchSpace(_Frozen):
     variant: list[Variant] | None = Field(None, min_length=1)
     _lists_unique = field_validator("lr_f", "lr_gd", "alpha", "beta", "variant")(_unique)
 
-
-def field_path(name: str) -> str:
-    """The dotted experiment key a search-space entry samples: `lr_f` -> `optim.lr_f`. Tune's
-    trial configs use these keys, so a trial's parameters apply with `with_updates` as is."""
-    (path,) = [
-        f"{section}.{name}"
-        for section, f in Experiment.model_fields.items()
-        if section != "sweep"
-        and isinstance(f.annotation, type)
-        and issubclass(f.annotation, BaseModel)
-        and name in f.annotation.model_fields
-    ]
-    return path
+    def searched(self) -> dict[str, LogUniform | list]:
+        """What a search samples, by dotted key (`{"optim.lr_f": LogUniform(...)}`), in the
+        space's order; entries left out are not searched."""
+        return {SEARCHED_PATHS[name]: value for name, value in self if value is not None}
 
 
 # What a grid varies: variants x seeds.

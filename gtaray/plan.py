@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gtaray.config import GRID_KEYS, ConfigError, Experiment, LogUniform, field_path
+from gtaray.config import GRID_KEYS, ConfigError, Experiment, LogUniform
 from gtaray.preflight import check_resources, local_nodes, placeable_workers
 
 BENCH_FILE = "bench.json"  # written by `gtaray bench` into results.dir
@@ -104,11 +104,11 @@ def print_plan(exp: Experiment, console: Console | None = None) -> Plan:
     else:
         table.add_column("parameter")
         table.add_column("sampled from")
-        for name, value in s.space:
+        for key, value in s.space.searched().items():
             if isinstance(value, LogUniform):
-                table.add_row(field_path(name), f"log-uniform [{value.low:g}, {value.high:g}]")
-            elif value is not None:
-                table.add_row(field_path(name), "one of " + ", ".join(map(str, value)))
+                table.add_row(key, f"log-uniform [{value.low:g}, {value.high:g}]")
+            else:
+                table.add_row(key, "one of " + ", ".join(map(str, value)))
         per = " per variant" if s.mode == "ablation" else ""
         table.add_row("sampler", f"Optuna TPE, seed {exp.train.seed}, {s.num_samples} samples{per}")
         if s.mode == "ablation":

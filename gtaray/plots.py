@@ -36,11 +36,13 @@ def plot_curves(curves: pd.DataFrame, out: Path, title: str = "") -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     colours = {v: f"C{i}" for i, v in enumerate(VARIANTS)}
-    present = [v for v in VARIANTS if v in set(curves["variant"])]
+    present = [v for v in VARIANTS if v in set(curves["method.variant"])]
     for variant in present:
-        by_iteration = curves[curves["variant"] == variant].groupby("iteration")["target_miou"]
+        by_iteration = curves[curves["method.variant"] == variant].groupby("iteration")[
+            "target_miou"
+        ]
         mean, std = 100 * by_iteration.mean(), 100 * by_iteration.std(ddof=1).fillna(0)
-        n = curves[curves["variant"] == variant]["trial_id"].nunique()
+        n = curves[curves["method.variant"] == variant]["trial_id"].nunique()
         ax.plot(mean.index, mean, color=colours[variant], label=f"{variant} (n={n})")
         ax.fill_between(mean.index, mean - std, mean + std, color=colours[variant], alpha=0.2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

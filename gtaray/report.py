@@ -79,7 +79,9 @@ def _paired_p(mine: pd.DataFrame, base: pd.DataFrame) -> float:
     """Paired t-test over the seeds both variants completed (variants share seeds, so seed
     effects on the data order and initialisation cancel); NaN under 2 matched seeds."""
     pairs = pd.merge(
-        mine.groupby("seed")["miou"].mean(), base.groupby("seed")["miou"].mean(), on="seed"
+        mine.groupby("train.seed")["miou"].mean(),
+        base.groupby("train.seed")["miou"].mean(),
+        on="train.seed",
     ).dropna()
     if len(pairs) < 2 or (pairs.iloc[:, 0] - pairs.iloc[:, 1]).std() == 0:
         return math.nan
@@ -87,16 +89,18 @@ def _paired_p(mine: pd.DataFrame, base: pd.DataFrame) -> float:
 
 
 def summarise(view: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, variant) in paper order: trials by status, and over completed
-    trials: n, mean, std, 95% CI, difference to source_only with Welch's and the paired
-    (matched seeds) p, mIoU* where the rows have it, mean class IoUs."""
+    """One row per (dataset pair, experiment, variant) in paper order: trials by status, and
+    over completed trials: n, mean, std, 95% CI, difference to source_only with Welch's and
+    the paired (matched seeds) p, mIoU* where the rows have it, mean class IoUs."""
     iou_cols = [c for c in view.columns if c.startswith("iou_")]
+    view = view.assign(pair=dataset_pair(view))
     rows = []
-    for (experiment, variant), group in view.groupby(["experiment", "variant"], sort=False):
+    keys = ["pair", "experiment", "method.variant"]
+    for (pair, experiment, variant), group in view.groupby(keys, sort=False):
         done = group[group["status"] == "completed"]
         values = done["miou"].dropna().to_numpy(dtype=float)
         low, high = _ci95(values)
-        row = {"experiment": experiment, "variant": variant, "trials": len(group)}
+        row = {"pair": pair, "experiment": experiment, "variant": variant, "trials": len(group)}
         row |= {s: int((group["status"] == s).sum()) for s in STATUSES}
         row |= {
             "n": len(values),
@@ -118,8 +122,9 @@ def summarise(view: pd.DataFrame) -> pd.DataFrame:
         table[column] = math.nan
     done = view[(view["status"] == "completed") & view["miou"].notna()]
     for i, row in table.iterrows():
-        base = done[(done["experiment"] == row["experiment"]) & (done["variant"] == "source_only")]
-        mine = done[(done["experiment"] == row["experiment"]) & (done["variant"] == row["variant"])]
+        same = done[done["experiment"] == row["experiment"]]
+        base = same[same["method.variant"] == "source_only"]
+        mine = same[same["method.variant"] == row["variant"]]
         if row["variant"] != "source_only" and len(base) and len(mine):
             a, b = mine["miou"].to_numpy(float), base["miou"].to_numpy(float)
             table.at[i, "delta_source_only"] = a.mean() - b.mean()
@@ -136,7 +141,18 @@ def summarise(view: pd.DataFrame) -> pd.DataFrame:
             table.at[i, "seeds_needed"] = math.nan if needed is None else needed
     order = {v: i for i, v in enumerate(VARIANTS)}
     table["_order"] = table["variant"].map(order)
-    return table.sort_values(["experiment", "_order"]).drop(columns="_order").reset_index(drop=True)
+    table = table.sort_values(["pair", "experiment", "_order"], kind="stable")
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def dataset_pair(rows: pd.DataFrame) -> pd.Series:
+    """Each row's source -> target datasets ("gta5→cityscapes"); "unknown data" for rows
+    written before the rows said."""
+    if "data.source" not in rows or "data.target" not in rows:
+        return pd.Series("unknown data", index=rows.index)
+    known = rows["data.source"].notna() & rows["data.target"].notna()
+    pair = rows["data.source"].astype(str) + "→" + rows["data.target"].astype(str)
+    return pair.where(known, "unknown data")
 
 
 def _pct(value: float, digits: int = 1) -> str:
@@ -265,29 +281,49 @@ def _markdown(headers: list[str], rows: list[list[str]]) -> str:
 def render(
     summary: pd.DataFrame, fmt: str = "table", select: str = "last", console: Console | None = None
 ) -> str:
-    """Print (table) or return (csv, markdown) the ablation and per-class tables."""
+    """Print (table) or return (csv, markdown) the ablation and per-class tables, one set per
+    dataset pair (variants are only comparable on the same data)."""
     if fmt == "csv":
         return summary.assign(protocol=select).to_csv(index=False)
+    console = console or Console()
+    pairs = list(dict.fromkeys(summary["pair"])) if "pair" in summary else [None]
+    texts = [
+        _render_pair(
+            summary if pair is None else summary[summary["pair"] == pair],
+            fmt,
+            select,
+            console,
+            pair,
+        )
+        for pair in pairs
+    ]
+    return "\n".join(texts) if fmt == "markdown" else ""
+
+
+def _render_pair(
+    summary: pd.DataFrame, fmt: str, select: str, console: Console, pair: str | None
+) -> str:
     star = _has_star(summary)
     ablation = [_ablation_cells(r, star) for _, r in summary.iterrows()]
     headers = ablation_headers(star)
     class_headers, class_rows = _class_cells(summary)
     power = power_note(summary)
     if fmt == "markdown":
-        text = _markdown(headers, ablation) + "\n" + protocol_note(select, star) + "\n"
+        text = f"### {pair}\n\n" if pair else ""
+        text += _markdown(headers, ablation) + "\n" + protocol_note(select, star) + "\n"
         text += f"\n{power}\n" if power else ""
         if len(class_headers) > 3:
             text += "\nPer-class target IoU (%), mean over completed trials:\n\n"
             text += _markdown(class_headers, class_rows)
         return text
-    console = console or Console()
     # A terminal (or a pipe: 80 columns) is narrower than a paper. No name is ever cut: one
     # experiment goes in the title, the ablation table becomes a block per variant when its
     # columns do not fit, and per-class IoU is transposed (a row per class) and split into
     # as many tables of variant columns as it takes.
     experiments = summary["experiment"].unique()
     single = len(experiments) == 1
-    title = f"{experiments[0]}: " if single else ""
+    title = ", ".join(filter(None, [experiments[0] if single else None, pair]))
+    title += ": " if title else ""
     note = protocol_note(select, star) + (f" {power}" if power else "")
     headers, ablation = headers[single:], [cells[single:] for cells in ablation]
     if _table_width(headers, ablation) <= console.width:

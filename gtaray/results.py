@@ -11,13 +11,18 @@ that re-runs replaces its own file. Readers skip hidden names.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from gtaray.config import Experiment
 from gtaray.metric_names import iou_column
@@ -25,28 +30,13 @@ from gtaray.storage import Store
 
 STATUSES = ("completed", "diverged", "pruned", "failed")
 
-# Columns every trial row has (in this order); `iou_<class>` columns follow.
+# Columns every trial row has besides its settings (in this order); the settings follow under
+# their dotted experiment keys (`config_columns`), then the `iou_<class>` columns.
 TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "experiment": pa.string(),
     "trial_id": pa.string(),
     "config_id": pa.string(),  # shared by a seed group's trials (else the trial's own id)
     "phase": pa.string(),  # grid, search, or an ablation's search-<variant> / final
-    "variant": pa.string(),
-    "seed": pa.int64(),
-    "lr_f": pa.float64(),
-    "lr_gd": pa.float64(),
-    "alpha": pa.float64(),
-    "beta": pa.float64(),
-    "adv_g": pa.float64(),
-    "aux_g": pa.float64(),
-    "l1": pa.float64(),
-    "reduction": pa.string(),
-    "width": pa.float64(),
-    "gd_width": pa.float64(),
-    "image_width": pa.int64(),
-    "image_height": pa.int64(),
-    "batch_size": pa.int64(),
-    "iterations_planned": pa.int64(),
     "status": pa.string(),
     "iterations_done": pa.int64(),
     "target_miou": pa.float64(),
@@ -63,7 +53,6 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "selection_metric": pa.string(),
     "wall_seconds": pa.float64(),
     "iters_per_second": pa.float64(),
-    "workers": pa.int64(),
     "device": pa.string(),
     "gtaray_version": pa.string(),
     "git_sha": pa.string(),
@@ -75,6 +64,88 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "start_time": pa.timestamp("s", tz="UTC"),
     "end_time": pa.timestamp("s", tz="UTC"),
     "error": pa.string(),
+}
+
+# Settings of the experiment as a whole, not of a trial: its name is the `experiment` column,
+# and where its results live or are watched says nothing about them.
+NOT_CONFIG = ("name", "sweep", "results", "tracking")
+
+
+def config_columns(exp: Experiment) -> dict[str, Any]:
+    """The trial's settings under their dotted keys (`optim.lr_f`, `data.source`, ...): every
+    field of the resolved experiment but NOT_CONFIG. Paths are strings, pairs are JSON."""
+    out: dict[str, Any] = {}
+
+    def walk(tree: dict, prefix: str) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[prefix + key] = json.dumps(value) if isinstance(value, list) else value
+
+    walk(exp.model_dump(mode="json", exclude=set(NOT_CONFIG)), "")
+    return out
+
+
+@functools.cache
+def config_types() -> dict[str, pa.DataType]:
+    """The Parquet type of each of `config_columns`' keys, read from the fields' types (so a
+    setting left at None still has its column's type)."""
+    return {k: v for k, v in _field_types(Experiment).items() if k.split(".")[0] not in NOT_CONFIG}
+
+
+def _field_types(model: type[BaseModel], prefix: str = "") -> dict[str, pa.DataType]:
+    out: dict[str, pa.DataType] = {}
+    for name, field in model.model_fields.items():
+        kind = _plain(field.annotation)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            out |= _field_types(kind, f"{prefix}{name}.")
+        else:
+            out[prefix + name] = _ARROW.get(kind, pa.string())
+    return out
+
+
+def row_columns() -> list[str]:
+    """A trial row's columns but its per-class IoU, in order."""
+    return [*TRIAL_COLUMNS, *config_types()]
+
+
+_ARROW = {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}
+
+
+def _plain(annotation: Any) -> Any:
+    """The Python type under Annotated, `| None` and Literal (a Literal's values' type)."""
+    while True:
+        origin, args = get_origin(annotation), get_args(annotation)
+        if origin is Annotated:
+            annotation = args[0]
+        elif origin is Literal:
+            return type(args[0])
+        elif origin in (Union, UnionType):
+            (annotation, *_) = [a for a in args if a is not type(None)]
+        else:
+            return annotation
+
+
+# Rows written before the settings were keyed by their dotted paths (read through this once).
+OLDER_NAMES = {
+    "variant": "method.variant",
+    "seed": "train.seed",
+    "lr_f": "optim.lr_f",
+    "lr_gd": "optim.lr_gd",
+    "alpha": "method.alpha",
+    "beta": "method.beta",
+    "adv_g": "method.adv_g",
+    "aux_g": "method.aux_g",
+    "l1": "method.l1",
+    "reduction": "method.reduction",
+    "width": "model.width",
+    "gd_width": "model.gd_width",  # then the resolved width of G and D, now as set
+    "image_width": "data.width",
+    "image_height": "data.height",
+    "batch_size": "train.batch_size",
+    "iterations_planned": "train.iterations",
+    "workers": "scaling.num_workers",
 }
 
 
@@ -96,7 +167,8 @@ def curve_path(results_dir: str | Path, experiment: str, trial_id: str) -> str:
 
 
 def trial_schema(class_names: list[str]) -> pa.Schema:
-    fields = [pa.field(name, kind) for name, kind in TRIAL_COLUMNS.items()]
+    columns = TRIAL_COLUMNS | config_types()
+    fields = [pa.field(name, kind) for name, kind in columns.items()]
     fields += [pa.field(iou_column(c), pa.float64()) for c in class_names]
     return pa.schema(fields)
 
@@ -114,7 +186,7 @@ def _table(data: bytes) -> pa.Table:
 
 
 def _read(store: Store, key: str) -> pd.DataFrame:
-    return _table(store.read_bytes(key)).to_pandas()
+    return _with_current_names(_table(store.read_bytes(key)))[0].to_pandas()
 
 
 # How a trial's test mIoU is read: at the last evaluation, or at the evaluation a validation
@@ -140,6 +212,19 @@ def selected_evaluation(curve: list[dict], metric: str) -> dict | None:
     return max(scored, key=lambda r: (r[metric], -r["iteration"])) if scored else None
 
 
+def curve_row(exp: Experiment, trial_id: str, result: dict) -> dict:
+    """One evaluation's curve row: the numbers of a reported result (Ray Train's `a/b` keys as
+    `a_b`), where it ran, and which trial, variant and seed it belongs to."""
+    row = {k: v for k, v in result.items() if isinstance(v, int | float) and "/" not in k}
+    row["node_id"] = str(result.get("node_id", ""))
+    row |= {k.replace("/", "_"): v for k, v in result.items() if "/" in k}
+    return row | {
+        "trial_id": trial_id,
+        "method.variant": exp.method.variant,
+        "train.seed": exp.train.seed,
+    }
+
+
 def trial_row(
     exp: Experiment,
     trial_id: str,
@@ -161,22 +246,7 @@ def trial_row(
         "trial_id": trial_id,
         "config_id": trial_id,  # a seed group's trials: the group's, set by the sweep
         "phase": exp.sweep.mode,  # an ablation's phase is set by the sweep
-        "variant": exp.method.variant,
-        "seed": exp.train.seed,
-        "lr_f": exp.optim.lr_f,
-        "lr_gd": exp.optim.lr_gd,
-        "alpha": exp.method.alpha,
-        "beta": exp.method.beta,
-        "adv_g": exp.method.adv_g,
-        "aux_g": exp.method.aux_g,
-        "l1": exp.method.l1,
-        "reduction": exp.method.reduction,
-        "width": exp.model.width,
-        "gd_width": exp.model.gd,
-        "image_width": exp.data.width,
-        "image_height": exp.data.height,
-        "batch_size": exp.train.batch_size,
-        "iterations_planned": exp.train.iterations,
+        **config_columns(exp),
         "iterations_done": int(last.get("iteration", 0) or 0),
         "target_miou": metric("target_miou"),
         "target_miou_13": metric("target_miou_13"),
@@ -184,7 +254,6 @@ def trial_row(
         "source_val_miou": metric("source_val_miou"),
         "selection_metric": exp.sweep.metric,
         "iters_per_second": metric("iters_per_second"),
-        "workers": exp.scaling.num_workers,
         # What the worker trained on ("cuda:0"), else what was asked for (a failed start).
         "device": str(last.get("device") or exp.scaling.device),
         "config_hash": exp.config_hash(),
@@ -249,7 +318,7 @@ def load_trial(results_dir: str | Path, experiment: str, trial_id: str) -> pd.Se
 
 
 # Without these a file is not a gtaray trial row.
-REQUIRED_COLUMNS = ("experiment", "trial_id", "variant", "status")
+REQUIRED_COLUMNS = ("experiment", "trial_id", "method.variant", "status")
 
 
 def load_trials(
@@ -271,19 +340,22 @@ def load_trials(
         if isinstance(table, Exception):  # truncated, empty, not Parquet
             _note(problems, f"{store.uri(key)}: skipped, unreadable ({type(table).__name__})")
             continue
+        table, renamed = _with_current_names(table)
         columns = set(table.column_names)
         absent = [c for c in REQUIRED_COLUMNS if c not in columns]
         if absent:
             _note(problems, f"{store.uri(key)}: skipped, not a trial row (no {absent[0]})")
             continue
-        older = [c for c in TRIAL_COLUMNS if c not in columns]
-        if older:
-            _note(problems, f"{store.uri(key)}: older schema, {len(older)} column(s) empty")
+        older = [c for c in row_columns() if c not in columns]
+        if older or renamed:
+            parts = [f"{renamed} column(s) renamed"] if renamed else []
+            parts += [f"{len(older)} column(s) empty"] if older else []
+            _note(problems, f"{store.uri(key)}: older schema, {', '.join(parts)}")
         tables.append(table)
     if not tables:
-        return pd.DataFrame(columns=list(TRIAL_COLUMNS))
+        return pd.DataFrame(columns=row_columns())
     frame = _concat(tables)
-    frame = frame.reindex(columns=list(dict.fromkeys([*TRIAL_COLUMNS, *frame.columns])))
+    frame = frame.reindex(columns=list(dict.fromkeys([*row_columns(), *frame.columns])))
     # One file per trial id already; this guards against copies made by hand.
     return frame.drop_duplicates(["experiment", "trial_id"], keep="last").reset_index(drop=True)
 
@@ -292,6 +364,17 @@ def load_trials(
 # one after another, that wait made a report of thousands of trials slow there. Local files
 # are read in turn (threads only add lock contention to the decoding, which holds the GIL).
 READ_THREADS = 16
+
+
+def _with_current_names(table: pa.Table) -> tuple[pa.Table, int]:
+    """A table whose older bare setting names (`variant`) read as today's (`method.variant`),
+    and how many it renamed."""
+    names = [
+        OLDER_NAMES[c] if c in OLDER_NAMES and OLDER_NAMES[c] not in table.column_names else c
+        for c in table.column_names
+    ]
+    renamed = sum(a != b for a, b in zip(names, table.column_names, strict=True))
+    return (table.rename_columns(names) if renamed else table), renamed
 
 
 def _read_tables(store: Store, keys: list[str]) -> list[pa.Table | Exception]:
@@ -342,5 +425,5 @@ def load_curves(
         if isinstance(table, Exception):
             _note(problems, f"{store.uri(key)}: skipped ({table!s:.60})")
         else:
-            tables.append(table)
+            tables.append(_with_current_names(table)[0])
     return _concat(tables) if tables else pd.DataFrame()

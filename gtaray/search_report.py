@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from gtaray.config import Experiment, LogUniform, field_path
+from gtaray.config import Experiment, LogUniform
 
 
 @dataclass
@@ -22,21 +22,16 @@ class SearchSummary:
     best_overrides: str  # "-o optim.lr_f=... -o method.variant=..."
 
 
-def row_column(key: str) -> str:
-    """The row column of a searched key: optim.lr_f -> lr_f, method.variant -> variant."""
-    return key.rsplit(".", 1)[1]
-
-
 def search_distributions(exp: Experiment) -> dict:
     """Optuna's distribution of each searched key."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     out = {}
-    for name, value in exp.sweep.space:
+    for key, value in exp.sweep.space.searched().items():
         if isinstance(value, LogUniform):
-            out[field_path(name)] = FloatDistribution(value.low, value.high, log=True)
-        elif value is not None:
-            out[field_path(name)] = CategoricalDistribution(list(value))
+            out[key] = FloatDistribution(value.low, value.high, log=True)
+        else:
+            out[key] = CategoricalDistribution(list(value))
     return out
 
 
@@ -44,7 +39,7 @@ def trial_params(row, exp: Experiment) -> dict:
     """A row's searched values as Optuna params (floats for the continuous ones)."""
     params = {}
     for key, dist in search_distributions(exp).items():
-        value = row[row_column(key)]
+        value = row[key]  # rows name their config columns by the same dotted keys
         params[key] = value if hasattr(dist, "choices") else float(value)
     return params
 
@@ -108,7 +103,7 @@ def summarise_search(rows: pd.DataFrame, exp: Experiment, k: int = 5, study=None
     when it wrote one, else from a study rebuilt from the rows) and the best as `-o` flags."""
     metric = exp.sweep.metric
     params = list(search_distributions(exp))
-    columns = ["trial_id", "status", *(row_column(p) for p in params), metric, "target_miou"]
+    columns = ["trial_id", "status", *params, metric, "target_miou"]
     ranked = rows.sort_values(metric, ascending=False, na_position="last")[columns]
     return SearchSummary(
         metric,
@@ -148,7 +143,7 @@ def render_search(summary: SearchSummary, fmt: str = "table", console=None) -> s
 
     table = Table(title=f"top {len(rows)} trials of the search")
     for h in headers:
-        table.addrow_column(h)
+        table.add_column(h)
     for r in rows:
         table.add_row(*r)
     console = console or Console()

@@ -114,7 +114,7 @@ class StudyJournal:
             intermediate_values=steps,
             user_attrs={
                 "trial_id": row["trial_id"],
-                "seed": int(row["seed"]),
+                "seed": int(row["train.seed"]),
                 "status": row["status"],
                 "iterations_done": int(row.get("iterations_done") or 0),
             },

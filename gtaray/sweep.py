@@ -27,7 +27,7 @@ from rich.console import Console
 
 from gtaray.ablation import FINAL, Phase, final_space, phases, rows_of
 from gtaray.cluster import check_cluster, cluster_nodes, init_ray
-from gtaray.config import GRID_KEYS, Experiment, LogUniform, field_path
+from gtaray.config import GRID_KEYS, Experiment, LogUniform
 from gtaray.data.splits import class_names
 from gtaray.errors import ResultsWriteError
 from gtaray.metric_names import ALREADY_RECORDED
@@ -37,6 +37,7 @@ from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
 from gtaray.results import (
     curve_path,
+    curve_row,
     load_curve,
     load_curves,
     load_trial,
@@ -62,11 +63,11 @@ def param_space(exp: Experiment) -> dict[str, Any]:
         variant, seed = GRID_KEYS
         return {variant: tune.grid_search(sweep.variants), seed: tune.grid_search(sweep.seeds)}
     space: dict[str, Any] = {}
-    for name, value in sweep.space:
+    for key, value in sweep.space.searched().items():
         if isinstance(value, LogUniform):
-            space[field_path(name)] = tune.loguniform(value.low, value.high)
-        elif value is not None:
-            space[field_path(name)] = tune.choice(value)
+            space[key] = tune.loguniform(value.low, value.high)
+        else:
+            space[key] = tune.choice(value)
     return space
 
 
@@ -117,10 +118,7 @@ class ResultsWriter(tune.Callback):
         if result.get("diverged") or result.get(ALREADY_RECORDED) or "target_miou" not in result:
             return
         exp = self._trial_exp(trial)
-        row = {k: v for k, v in result.items() if isinstance(v, int | float) and "/" not in k}
-        row["node_id"] = str(result.get("node_id", ""))
-        row |= {k.replace("/", "_"): v for k, v in result.items() if "/" in k}
-        row |= {"trial_id": trial.trial_id, "variant": exp.method.variant, "seed": exp.train.seed}
+        row = curve_row(exp, trial.trial_id, result)
         if trial.trial_id in self.started:  # the per-trial fixed cost, for `gtaray bench`
             since = datetime.now(UTC) - self.started[trial.trial_id]
             row["seconds_since_trial_start"] = since.total_seconds()

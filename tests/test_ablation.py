@@ -38,14 +38,14 @@ def test_each_variant_is_tuned_alone_then_its_best_runs_on_fresh_seeds(tmp_path,
     assert len(rows) == 2 * 3 + 2 * 2 and (rows["status"] == "completed").all()
     final = rows[rows["phase"] == FINAL]
     searched = rows[rows["phase"] != FINAL]
-    assert set(final["seed"]) == {1, 2} and set(searched["seed"]) == {0}  # fresh seeds
+    assert set(final["train.seed"]) == {1, 2} and set(searched["train.seed"]) == {0}  # fresh seeds
     for variant in VARIANTS:
         mine = searched[searched["phase"] == f"search-{variant}"]
-        assert len(mine) == 3 and set(mine["variant"]) == {variant}
+        assert len(mine) == 3 and set(mine["method.variant"]) == {variant}
         best = mine.loc[mine["target_val_miou"].idxmax()]  # the selection metric, never test
-        chosen = final[final["variant"] == variant]
-        assert sorted(chosen["seed"]) == [1, 2]
-        assert chosen["lr_f"].tolist() == pytest.approx([best["lr_f"]] * 2)
+        chosen = final[final["method.variant"] == variant]
+        assert sorted(chosen["train.seed"]) == [1, 2]
+        assert chosen["optim.lr_f"].tolist() == pytest.approx([best["optim.lr_f"]] * 2)
         # The test split decides nothing: scrambling it leaves the choice unchanged.
         scrambled = mine.assign(
             target_miou=mine["target_miou"].to_numpy()[::-1],

@@ -37,22 +37,22 @@ def test_small_grid_shows_the_shift_and_logs_the_diagnostics(tmp_path, ray_addre
     assert result.returncode == 0, result.stderr[-3000:]
     rows = pd.concat(pd.read_parquet(f) for f in (out / "ablations" / "trials").glob("*.parquet"))
     assert (rows["status"] == "completed").all()
-    miou = rows.set_index("variant")["target_miou"]
+    miou = rows.set_index("method.variant")["target_miou"]
     # the shift is real: the oracle beats the source-only model on the target test split
     assert miou["target_oracle"] - miou["source_only"] >= 0.05, miou.to_dict()
 
     curves = pd.concat(pd.read_parquet(f) for f in (out / "ablations" / "curves").glob("*.parquet"))
-    assert curves.groupby("variant").size().to_dict() == {
+    assert curves.groupby("method.variant").size().to_dict() == {
         "full": 2,
         "source_only": 2,
         "target_oracle": 2,
     }
-    full = curves[curves["variant"] == "full"]
+    full = curves[curves["method.variant"] == "full"]
     for column in ADVERSARIAL_DIAGNOSTICS:
         assert full[column].notna().all(), column
     assert full["diag_g_l1"].between(0, 1).all() and full["diag_mean_l1"].between(0, 1).all()
     assert (full["diag_g_l1_vs_mean"] > 0).all()
     assert full["diag_d_fake_domain_acc"].between(0, 1).all()
     assert full["f_adv"].notna().all() and (full["f_adv"] >= 0).all()
-    bounds = curves[curves["variant"] != "full"]
+    bounds = curves[curves["method.variant"] != "full"]
     assert bounds[ADVERSARIAL_DIAGNOSTICS].isna().all().all()  # no G or D to measure

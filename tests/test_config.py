@@ -137,3 +137,16 @@ def test_gpu_keys_resolve_to_ray_resources_and_a_backend(tmp_path):
     )
     assert worker_resources(shared) == {"CPU": 1.0, "GPU": 0.5}
     assert shared.scaling.dist_backend == "gloo"
+
+
+def test_each_search_space_entry_names_the_experiment_key_it_samples():
+    from gtaray.config import SEARCHED_PATHS, SearchSpace
+
+    assert set(SEARCHED_PATHS) == set(SearchSpace.model_fields)
+    exp = load_experiment(EXPERIMENTS / "search.yaml")
+    for name, key in SEARCHED_PATHS.items():
+        section, field = key.split(".")
+        assert field == name and field in type(getattr(exp, section)).model_fields
+    assert list(exp.sweep.space.searched()) == [
+        SEARCHED_PATHS[n] for n, v in exp.sweep.space if v is not None
+    ]

@@ -36,15 +36,15 @@ FIXTURE = [
 def curve_rows(trial_id: str, variant: str, seed: int, evals) -> list[dict]:
     return [
         {
-            "trial_id": trial_id, "variant": variant, "seed": seed, "iteration": 10 * (i + 1),
-            "target_miou": t, "target_val_miou": tv, "source_val_miou": sv, "iou_road": road,
-            "iou_traffic_light": math.nan,
+            "trial_id": trial_id, "method.variant": variant, "train.seed": seed,
+            "iteration": 10 * (i + 1), "target_miou": t, "target_val_miou": tv,
+            "source_val_miou": sv, "iou_road": road, "iou_traffic_light": math.nan,
         }
         for i, (t, tv, sv, road) in enumerate(evals)
     ]  # fmt: skip
 
 
-def write_fixture(folder: Path, experiment: str = "exp") -> None:
+def write_fixture(folder: Path, experiment: str = "exp", source: str = "synthetic") -> None:
     exp = load_experiment(EXPERIMENTS / "smoke.yaml", [f"name={experiment}", "train.iterations=20"])
     for i, (variant, seed, status, evals) in enumerate(FIXTURE):
         trial_id = f"{experiment}-t{i}"
@@ -63,6 +63,7 @@ def write_fixture(folder: Path, experiment: str = "exp") -> None:
         )
         one |= {k: picked[k] for k in picked if k.startswith(("test_miou", "iteration_"))}
         one |= {"experiment": experiment, "iou_road": last.get("iou_road", math.nan)}
+        one |= {"data.source": source}
         write_trial(one, CLASSES, folder)
 
 
@@ -122,6 +123,19 @@ def test_markdown_report_matches_the_golden_file(tmp_path):
     assert result.stdout == GOLDEN.read_text()
 
 
+def test_experiments_on_different_dataset_pairs_are_tabulated_apart(tmp_path):
+    write_fixture(tmp_path, "gta", source="gta5")
+    write_fixture(tmp_path, "synthia", source="synthia")
+    result = run_cli("report", str(tmp_path), "--format", "markdown")
+    assert result.returncode == 0, result.stderr
+    gta, synthia = result.stdout.split("### synthia→synthetic")
+    assert gta.startswith("### gta5→synthetic") and "| gta |" in gta and "| synthia |" not in gta
+    assert "| synthia |" in synthia and "| gta |" not in synthia
+    terminal = run_cli("report", str(tmp_path), env={"COLUMNS": "80"}).stdout
+    assert "gta5→synthetic: target mIoU by variant" in terminal
+    assert "synthia→synthetic: target mIoU by variant" in terminal
+
+
 def test_plots_are_valid_and_not_blank(tmp_path):
     write_fixture(tmp_path)
     result = run_cli("report", str(tmp_path), "--plots", str(tmp_path / "figures"))
@@ -147,10 +161,11 @@ def test_search_summary_ranks_the_deciding_parameter_first(tmp_path):
         lr_f = float(10 ** rng.uniform(-5, -2))
         rows.append(
             {
-                "trial_id": f"s{i}", "status": "completed", "lr_f": lr_f,
-                "lr_gd": float(10 ** rng.uniform(-5, -3)), "alpha": float(rng.uniform(0.01, 10)),
-                "beta": float(rng.uniform(0.1, 100)),
-                "variant": str(rng.choice(["full", "no_aux"])),
+                "trial_id": f"s{i}", "status": "completed", "optim.lr_f": lr_f,
+                "optim.lr_gd": float(10 ** rng.uniform(-5, -3)),
+                "method.alpha": float(rng.uniform(0.01, 10)),
+                "method.beta": float(rng.uniform(0.1, 100)),
+                "method.variant": str(rng.choice(["full", "no_aux"])),
                 "target_val_miou": 0.1 * (np.log10(lr_f) + 5), "target_miou": 0.5,
             }
         )  # fmt: skip
@@ -159,7 +174,17 @@ def test_search_summary_ranks_the_deciding_parameter_first(tmp_path):
     assert len(summary.top) == 3
     best = max(rows, key=lambda r: r["target_val_miou"])
     assert summary.top.iloc[0]["trial_id"] == best["trial_id"]
-    assert f"-o optim.lr_f={best['lr_f']:.4g}" in summary.best_overrides
+    assert f"-o optim.lr_f={best['optim.lr_f']:.4g}" in summary.best_overrides
+    from io import StringIO
+
+    from rich.console import Console
+
+    from gtaray.search_report import render_search
+
+    out = StringIO()
+    render_search(summary, console=Console(file=out, width=200))  # the terminal's table
+    assert "top 3 trials of the search" in out.getvalue() and "optim.lr_f" in out.getvalue()
+    assert best["trial_id"] in out.getvalue()
 
 
 def test_bad_files_are_named_and_skipped_and_nothing_readable_is_exit_2(tmp_path):
@@ -201,7 +226,7 @@ def paper_sized_summary(experiments=("ablations",)) -> pd.DataFrame:
             for seed in range(4):
                 rows.append(
                     {
-                        "experiment": experiment, "variant": variant, "seed": seed,
+                        "experiment": experiment, "method.variant": variant, "train.seed": seed,
                         "trial_id": f"{experiment}-{variant}-{seed}", "miou13": math.nan,
                         "status": "completed" if seed < 3 else "pruned",
                         "miou": rng.uniform(0.2, 0.4),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 
 from gtaray.report import protocol_view, render, summarise
 from gtaray.results import (
-    TRIAL_COLUMNS,
     load_trials,
+    row_columns,
     trial_path,
     write_trial,
 )
@@ -22,12 +23,14 @@ CLASSES = ["road", "traffic light"]
 
 def row(trial_id: str, variant: str, seed: int, miou: float, status: str = "completed") -> dict:
     now = datetime.now(UTC)
-    base = {name: None for name in TRIAL_COLUMNS}
+    base = {name: None for name in row_columns()}
     base |= {
         "experiment": "exp",
         "trial_id": trial_id,
-        "variant": variant,
-        "seed": seed,
+        "method.variant": variant,
+        "train.seed": seed,
+        "data.source": "synthetic",
+        "data.target": "synthetic",
         "status": status,
         "target_miou": miou,
         "iterations_done": 10,
@@ -98,7 +101,7 @@ def test_curve_plot_has_a_band_per_variant(tmp_path):
 
     for trial, variant in (("a", "full"), ("b", "source_only"), ("c", "full")):
         rows = [
-            {"iteration": i, "target_miou": 0.1 * i, "variant": variant, "trial_id": trial}
+            {"iteration": i, "target_miou": 0.1 * i, "method.variant": variant, "trial_id": trial}
             for i in (1, 2, 3)
         ]
         write_curve(rows, tmp_path, "exp", trial)
@@ -119,3 +122,64 @@ def test_curves_whose_column_types_disagree_are_still_read_together(tmp_path):
     curves = load_curves(tmp_path, "exp", problems)
     assert problems == [] and sorted(curves["trial_id"]) == ["a", "b"]
     assert sorted(map(str, curves["note"])) == ["0.5", "text"]
+
+
+def test_a_rows_settings_are_the_flattened_experiment_searched_keys_included(tmp_path):
+    from gtaray.config import load_experiment
+    from gtaray.results import config_columns, trial_row
+    from tests.conftest import EXPERIMENTS
+
+    exp = load_experiment(
+        EXPERIMENTS / "search.yaml",
+        ["optim.lr_f=0.00123", "method.beta=7.5", "data.source=gta5", "data.target=cityscapes"]
+        + ["data.root=/data"]
+        + ["model.arch=authors"],
+    )
+    written = trial_row(exp, "t1", {"iteration": 3}, CLASSES, error=None)
+    flat = _flatten(exp.model_dump(mode="json"))
+    settings = {k: v for k, v in flat.items() if k.split(".")[0] in {
+        "data", "model", "method", "optim", "train", "scaling"}}  # fmt: skip
+    assert config_columns(exp) == settings and len(settings) > 50
+    for key, value in settings.items():
+        assert written[key] == value, key
+    for key in exp.sweep.space.searched():  # each searched key is a column of the same name
+        assert key in written
+    assert written["optim.lr_f"] == 0.00123 and written["data.source"] == "gta5"
+    assert written["data.seed"] == exp.data.seed and written["train.seed"] == exp.train.seed
+    # and it survives Parquet with its type, None included
+    one = row("t1", "full", 0, 0.5) | written | {"status": "completed"}
+    write_trial(one, CLASSES, tmp_path)
+    back = load_trials(tmp_path).iloc[0]
+    assert back["optim.lr_f"] == 0.00123 and back["model.arch"] == "authors"
+    assert back["data.root"] == "/data" and pd.isna(back["model.pretrained"])
+    assert back["optim.betas_f"] == "[0.9, 0.999]"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = json.dumps(value) if isinstance(value, list) else value
+    return out
+
+
+def test_a_row_of_the_older_schema_is_read_once_with_its_bare_names_mapped(tmp_path):
+    from gtaray.results import OLDER_NAMES
+
+    write_trial(row("new", "full", 1, 0.5), CLASSES, tmp_path)
+    old = pd.read_parquet(tmp_path / "exp" / "trials" / "new.parquet")
+    old = old[[c for c in old.columns if not c.startswith(("data.", "model.", "optim."))]]
+    old = old.rename(columns={v: k for k, v in OLDER_NAMES.items() if v in old.columns})
+    old.assign(trial_id="old", **{"lr_f": 0.01}).to_parquet(tmp_path / "exp/trials/old.parquet")
+    problems: list[str] = []
+    rows = load_trials(tmp_path, problems=problems).set_index("trial_id")
+    assert "variant" not in rows.columns and "seed" not in rows.columns
+    assert rows.loc["old", "method.variant"] == "full" and rows.loc["old", "train.seed"] == 1
+    assert rows.loc["old", "optim.lr_f"] == 0.01
+    written = [*old.columns, "lr_f"]
+    renamed = sum(c in OLDER_NAMES for c in written)
+    empty = len(set(row_columns()) - {OLDER_NAMES.get(c, c) for c in written})
+    (note,) = problems  # one line for the file
+    assert note.endswith(f"older schema, {renamed} column(s) renamed, {empty} column(s) empty")

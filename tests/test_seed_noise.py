@@ -62,8 +62,8 @@ def test_the_ablation_summary_carries_them_per_variant():
     view = pd.DataFrame(
         {
             "experiment": "e",
-            "variant": ["source_only"] * 3 + ["full"] * 3,
-            "seed": [0, 1, 2] * 2,
+            "method.variant": ["source_only"] * 3 + ["full"] * 3,
+            "train.seed": [0, 1, 2] * 2,
             "status": "completed",
             "miou": [0.20, 0.22, 0.24, 0.23, 0.27, 0.25],
             "miou13": math.nan,

@@ -14,8 +14,8 @@ from tests.conftest import EXPERIMENTS, S3_BUCKET
 def _row(trial_id: str, lr: float, value: float, status: str = "completed") -> dict:
     return {
         "trial_id": trial_id,
-        "lr_f": lr,
-        "seed": 0,
+        "optim.lr_f": lr,
+        "train.seed": 0,
         "status": status,
         "iterations_done": 6,
         "target_val_miou": value,

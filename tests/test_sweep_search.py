@@ -30,8 +30,8 @@ def check_the_study_journal(out, exp, rows) -> None:
     assert sorted(by_id) == sorted(rows["trial_id"])
     for _, row in rows.iterrows():
         trial = by_id[row["trial_id"]]
-        assert trial.params["optim.lr_f"] == pytest.approx(row["lr_f"])
-        assert trial.params["method.variant"] == row["variant"]
+        assert trial.params["optim.lr_f"] == pytest.approx(row["optim.lr_f"])
+        assert trial.params["method.variant"] == row["method.variant"]
         if row["status"] == "completed":
             assert trial.state == TrialState.COMPLETE
             assert trial.value == pytest.approx(row["target_val_miou"])
@@ -69,12 +69,12 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
     run_sweep(exp, show_progress=False)
     rows = trials(tmp_path, exp.name)
     assert len(rows) == 4 and rows["trial_id"].is_unique
-    assert rows["lr_f"].between(1e-9, 1e-2).all()
+    assert rows["optim.lr_f"].between(1e-9, 1e-2).all()
     assert set(rows["beta"]) <= {0.01, 1.0}
-    assert set(rows["variant"]) <= {"source_only", "target_oracle"}
-    assert rows["lr_f"].nunique() == 4  # sampled, not the file's fixed value
+    assert set(rows["method.variant"]) <= {"source_only", "target_oracle"}
+    assert rows["optim.lr_f"].nunique() == 4  # sampled, not the file's fixed value
     pruned = rows[rows["status"] == "pruned"]
-    assert len(pruned) >= 1, rows[["lr_f", "status", "target_val_miou"]]
+    assert len(pruned) >= 1, rows[["optim.lr_f", "status", "target_val_miou"]]
     assert (pruned["iterations_done"] < 9).all()
     assert set(rows["status"]) <= {"completed", "pruned"}
     # The report summarises a search: ranked on the validation metric, the best as -o flags.
@@ -114,12 +114,12 @@ def test_seed_asha_runs_each_configuration_as_a_seed_group_decided_together(tmp_
     )
     run_sweep(exp, show_progress=False)
     rows = trials(tmp_path, exp.name)
-    assert len(rows) == 4 and sorted(rows.groupby("config_id")["seed"].apply(sorted)) == [
+    assert len(rows) == 4 and sorted(rows.groupby("config_id")["train.seed"].apply(sorted)) == [
         [0, 1],
         [0, 1],
     ]
     for _, group in rows.groupby("config_id"):  # one configuration, decided as one
-        assert group["lr_f"].nunique() == 1 and group["status"].nunique() == 1
+        assert group["optim.lr_f"].nunique() == 1 and group["status"].nunique() == 1
         assert group["iterations_done"].nunique() == 1
     # Tune's saved searcher state: Optuna was told each group's mean, once per configuration.
     restored = SearchGenerator(_searcher(exp))
@@ -137,7 +137,7 @@ def test_diverging_trial_is_a_row_and_the_sweep_goes_on(tmp_path, ray_address):
     )
     run_sweep(exp, show_progress=False)
     rows = trials(tmp_path, exp.name)
-    assert sorted(rows["variant"]) == ["source_only", "target_oracle"]
+    assert sorted(rows["method.variant"]) == ["source_only", "target_oracle"]
     assert (rows["status"] == "diverged").all()
     assert rows["target_miou"].isna().all()
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gtaray.results import TRIAL_COLUMNS
+from gtaray.results import row_columns
 from gtaray.samples import titled
 from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, run_cli
 
@@ -102,9 +102,9 @@ def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_addr
     files = sorted((out / "smoke" / "trials").glob("*.parquet"))
     assert len(files) == 4  # 2 variants x 2 seeds
     rows = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    assert set(TRIAL_COLUMNS) <= set(rows.columns)
+    assert set(row_columns()) <= set(rows.columns)
     assert rows["trial_id"].is_unique
-    assert sorted(zip(rows["variant"], rows["seed"], strict=True)) == [
+    assert sorted(zip(rows["method.variant"], rows["train.seed"], strict=True)) == [
         ("source_only", 0),
         ("source_only", 1),
         ("target_oracle", 0),
