@@ -97,7 +97,7 @@ def test_rows_carry_miou_star_at_each_protocols_evaluation_and_the_report_prints
     assert rows.loc["syn-t0", "test_miou_13_source_val"] == pytest.approx(0.25)  # eval 2
     result = run_cli("report", str(tmp_path), "--format", "markdown", "--select", "target_val")
     assert result.returncode == 0, result.stderr
-    header = result.stdout.splitlines()[0]
+    header = next(line for line in result.stdout.splitlines() if line.startswith("|"))
     assert "| mIoU (%) | mIoU* (%) |" in header
     # target val picks eval 1 in both trials: mIoU (30, 34) and mIoU* (35, 39)
     full = next(line for line in result.stdout.splitlines() if "| full |" in line)

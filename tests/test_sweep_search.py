@@ -70,7 +70,7 @@ def test_optuna_samples_in_range_and_asha_prunes(tmp_path, ray_address):
     rows = trials(tmp_path, exp.name)
     assert len(rows) == 4 and rows["trial_id"].is_unique
     assert rows["optim.lr_f"].between(1e-9, 1e-2).all()
-    assert set(rows["beta"]) <= {0.01, 1.0}
+    assert set(rows["method.beta"]) <= {0.01, 1.0}
     assert set(rows["method.variant"]) <= {"source_only", "target_oracle"}
     assert rows["optim.lr_f"].nunique() == 4  # sampled, not the file's fixed value
     pruned = rows[rows["status"] == "pruned"]
