@@ -115,11 +115,12 @@ def sweep(
             print_plan(exp)
         return
     from gtaray.lock import SweepLock
-    from gtaray.preflight import check_inputs, check_local_resources, check_start
+    from gtaray.preflight import check_inputs, check_local_resources, check_start, check_trackers
     from gtaray.storage import Store
 
     again = _resume_command(file, out, override)
     with user_errors(file), interruptible(again):
+        check_trackers(exp)
         _check_services(exp)  # before the lock: a store that does not answer holds no lock
         lock = SweepLock(Store.at(exp.results.dir), exp.name)
         lock.refuse_if_held()  # a running sweep is named first, with or without --resume

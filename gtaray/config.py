@@ -423,10 +423,35 @@ class Results(_Frozen):
     _supported = field_validator("dir")(check_location)
 
 
+class WandB(_Frozen):
+    project: str = Field(min_length=1)
+    mode: Literal["online", "offline"] = "online"  # offline: run folders to `wandb sync` later
+    # A run's group: its configuration (the config hash without the seed), so that the seeds
+    # of one configuration are one group in W&B's UI.
+    group_by: Literal["config"] = "config"
+
+
+def _mlflow_uri(value: str) -> str:
+    if scheme(value) not in ("http", "https", "file"):
+        raise ValueError(
+            f"must be a server (http://host:port, https://...) or a file store (file:///path), "
+            f"got {value!r}"
+        )
+    return value
+
+
+class MLflow(_Frozen):
+    tracking_uri: str
+    experiment: str | None = None  # MLflow's experiment; None: the gtaray experiment's name
+    _supported = field_validator("tracking_uri")(_mlflow_uri)
+
+
 class Tracking(_Frozen):
     # Where trials are watched while they run (gtaray.trackers); not part of the experiment's
     # identity: turning a tracker on for a --resume continues the same experiment.
     tensorboard: bool = False
+    wandb: WandB | None = None
+    mlflow: MLflow | None = None
 
 
 class Experiment(_Frozen):
@@ -462,6 +487,11 @@ class Experiment(_Frozen):
         dump = self.model_dump(mode="json", exclude={"results", "tracking"})
         blob = json.dumps(dump, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def configuration_hash(self) -> str:
+        """The config hash without the training seed: the seeds of one configuration share
+        it (trackers group runs by it)."""
+        return self.with_updates({"train.seed": 0}).config_hash()
 
     def with_updates(self, updates: dict[str, Any]) -> Experiment:
         """A copy with dotted keys replaced (`{"method.variant": "full"}`), validated again."""

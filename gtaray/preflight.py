@@ -5,12 +5,14 @@ bad input is one line naming the file and key or path, and nothing is written ye
     check_inputs(exp)               # the datasets and pretrained weights the trials will read
     check_resources(exp, nodes)     # can the cluster place one trial's workers at all?
     check_local_resources(exp)      # the same for this machine, when no RAY_ADDRESS is set
+    check_trackers(exp)             # each tracker turned on has its package installed
 
 Only `check_inputs` imports torch (to open the data); none of them imports Ray.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -21,6 +23,26 @@ from gtaray.storage import Store
 
 SNAPSHOT = "experiment.json"  # the config an experiment folder was started with
 RESULT_FOLDERS = ("trials", "curves", "train", "tune")  # inside an experiment folder
+
+
+# The package each tracker needs, and the extra that installs it.
+TRACKER_PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def check_trackers(exp: Experiment) -> None:
+    for name, package in TRACKER_PACKAGES.items():
+        if getattr(exp.tracking, name) and not _installed(package):
+            raise ConfigError(
+                f"tracking.{name}: needs the {package} package, which is not installed "
+                f"(pip install 'gtaray[{name}]')"
+            )
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken install, or one blocked in sys.modules
+        return False
 
 
 def experiment_dir(exp: Experiment) -> str:

@@ -15,6 +15,7 @@ import errno
 import math
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +52,7 @@ from gtaray.seed_asha import SeedASHA
 from gtaray.seed_groups import SeedGroups, config_id, trial_updates
 from gtaray.storage import Store, local_log
 from gtaray.study import StudyJournal
-from gtaray.trackers import trackers
+from gtaray.trackers import Tracker, trackers
 from gtaray.train import StepHook
 from gtaray.trainer import fit_trial
 
@@ -242,6 +243,31 @@ def trial_driver(
     fit_trial(
         exp, name=trial_id, storage=storage, callbacks=[TuneReportCallback()], step_hook=step_hook
     )
+    _wait_until_tune_took_the_last_report()
+
+
+def _wait_until_tune_took_the_last_report(timeout_s: float = 600.0) -> None:
+    """Return only once Tune has taken the Train run's last report.
+
+    TuneReportCallback hands reports over a one-slot queue that the trial actor's main thread
+    empties only when Tune asks for the next result. If this function returned first, its
+    end-of-trial result would fill the thread queue (also one slot) and the main thread, when
+    it then relays the last report, would wait forever: a trial that never ends, seen with
+    Tune's loop busy in a tracker's callback (Ray 2.60, ray/train/_internal/session.py)."""
+    from ray.train._internal.session import get_session
+
+    queue = get_session()._inter_actor_queue
+    deadline = time.monotonic() + timeout_s
+    while queue is not None and not queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _use_current_trackers(tuner: tune.Tuner, exp: Experiment, out: str) -> None:
+    """Tune restores its callbacks as the first run pickled them (restore takes no
+    run_config): without this, a resumed sweep would ignore its own `tracking` section."""
+    run_config = tuner._local_tuner.get_run_config()
+    kept = [c for c in run_config.callbacks or [] if not isinstance(c, Tracker)]
+    run_config.callbacks = [*kept, *trackers(exp, out)]
 
 
 def _searcher(exp: Experiment):
@@ -446,6 +472,7 @@ def _run_tuner(
                 resume_unfinished=True,
                 resume_errored=True,
             )
+            _use_current_trackers(tuner, exp, store.uri())
         else:
             tuner = tune.Tuner(
                 driver,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,8 +14,15 @@ import time
 import pytest
 
 from gtaray.results import load_curves, load_trials
-from gtaray.storage import Store
-from tests.conftest import EXPERIMENTS, ROOT, S3_BUCKET, assert_one_line_error, run_cli
+from gtaray.storage import Store, local_log
+from tests.conftest import (
+    EXPERIMENTS,
+    ROOT,
+    S3_BUCKET,
+    assert_one_line_error,
+    free_port,
+    run_cli,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -55,8 +63,14 @@ def test_sweep_on_s3_survives_a_kill_resumes_from_the_uri_and_reports(tmp_path, 
     driver.wait()
     assert len(store.names("smoke/trials", ".parquet")) == 1
 
-    resumed = run_cli(*args, "--resume", env={"RAY_ADDRESS": ray_address})
+    # Resumed with an MLflow server that is down (tracking is not part of the experiment's
+    # identity): each trial's tracker error is one line, and the sweep still completes.
+    server = f"http://127.0.0.1:{free_port()}"
+    down = f"tracking.mlflow={{tracking_uri: '{server}'}}"
+    resumed = run_cli(*args, "-o", down, "--resume", env={"RAY_ADDRESS": ray_address})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = local_log(store, "smoke/sweep.log").read_text()  # on this machine: not an object
+    assert len(re.findall(rf"^gtaray: mlflow tracker, trial \S+: .*{server}/", log, re.M)) == 1
     # The killed sweep's lock is taken over at once: its host is this one, its pid is gone.
     assert f"pid {driver.pid}): pid {driver.pid} on this host is gone" in resumed.stderr
     assert not store.exists("smoke/.sweep.lock")
@@ -116,7 +130,7 @@ TRAINER = """
 import json, sys
 from gtaray.cluster import init_ray
 from gtaray.config import load_experiment
-from gtaray.storage import Store
+from gtaray.storage import Store, local_log
 from gtaray.trainer import fit_trial
 from tests.faults import KillOnce
 

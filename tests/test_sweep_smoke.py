@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,9 +20,48 @@ from PIL import Image
 
 from gtaray.results import row_columns
 from gtaray.samples import titled
-from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, run_cli
+from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, free_port, run_cli
+from tests.test_trackers import finished_wandb_records
 
 pytestmark = pytest.mark.ray
+
+# `mlflow server` needs the full mlflow package, which pins pyarrow below what gtaray runs on:
+# it gets a venv of its own, made once (like the SLURM tests' apt packages).
+MLFLOW_SERVER_VENV = Path.home() / ".cache" / "gtaray-tests" / "mlflow-server"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server on 127.0.0.1 (SQLite backend), for this module."""
+    mlflow = MLFLOW_SERVER_VENV / "bin" / "mlflow"
+    if not mlflow.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(MLFLOW_SERVER_VENV)], check=True)
+        pip = [str(MLFLOW_SERVER_VENV / "bin" / "pip"), "install", "-q", "mlflow>=3"]
+        subprocess.run(pip, check=True, timeout=900)
+    folder, port = tmp_path_factory.mktemp("mlflow"), free_port()
+    server = subprocess.Popen(
+        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+         "--default-artifact-root", str(folder / "artifacts")],
+        stdout=(folder / "server.log").open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while True:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{uri}/health", timeout=2) as answer,
+        ):
+            if answer.status == 200:
+                break
+        if time.time() > deadline or server.poll() is not None:
+            raise RuntimeError(
+                f"mlflow server did not start: {(folder / 'server.log').read_text()}"
+            )
+        time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
 
 
 def run_on_a_terminal(*args: str, env: dict) -> tuple[int, str]:
@@ -67,7 +108,41 @@ def check_the_tensorboard_runs(folder, curves: pd.DataFrame) -> None:
             assert [v for _, v in logged] == pytest.approx([v for _, v in expected], abs=1e-6)
 
 
-def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_address):
+def check_the_wandb_runs(folder, rows: pd.DataFrame) -> None:
+    """An offline run per trial; the seeds of one configuration (a variant here) share a group."""
+    runs = {}
+    for run_folder in (folder / "wandb").glob("offline-run-*"):
+        records = finished_wandb_records(next(run_folder.glob("run-*.wandb")))
+        (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        runs[run.display_name] = run.run_group
+    assert sorted(runs) == sorted(rows["trial_id"])
+    by_variant = rows.groupby("method.variant")["trial_id"].apply(
+        lambda ids: {runs[i] for i in ids}
+    )
+    assert all(len(groups) == 1 for groups in by_variant)  # one group per configuration
+    assert len(set(runs.values())) == 2
+
+
+def check_the_mlflow_runs(uri: str, rows: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """A run per trial on the server, with the trial's settings and its curve."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    by_trial = {r.info.run_name: r for r in runs}
+    assert sorted(by_trial) == sorted(rows["trial_id"])
+    for _, row in rows.iterrows():
+        run = by_trial[row["trial_id"]]
+        assert run.info.status == "FINISHED"
+        assert run.data.params["method.variant"] == row["method.variant"]
+        assert run.data.params["train.seed"] == str(row["train.seed"])
+        logged = client.get_metric_history(run.info.run_id, "target_miou")
+        curve = curves[curves["trial_id"] == row["trial_id"]].sort_values("iteration")
+        assert [m.step for m in logged] == [3, 6]
+        assert [m.value for m in logged] == pytest.approx(curve["target_miou"].tolist())
+
+
+def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_address, mlflow_server):
     out = tmp_path / "results"
     env = {"RAY_ADDRESS": ray_address}
     smoke = str(EXPERIMENTS / "smoke.yaml")
@@ -85,7 +160,13 @@ def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_addr
 
     other = threading.Thread(target=start_a_second_sweep_of_it)
     other.start()
-    tracked = ["-o", "tracking.tensorboard=true"]
+    tracked = [
+        "-o",
+        "tracking.tensorboard=true",
+        "-o",
+        "tracking.wandb={project: smoke, mode: offline}",
+    ]
+    tracked += ["-o", f"tracking.mlflow={{tracking_uri: '{mlflow_server}'}}"]
     rc, screen = run_on_a_terminal("sweep", smoke, "--out", str(out), *tracked, env=env)
     other.join()
     assert rc == 0, screen[-3000:]
@@ -124,6 +205,8 @@ def test_smoke_sweep_through_the_cli_writes_one_row_per_trial(tmp_path, ray_addr
     assert Image.open(samples[0]).size == titled(np.zeros((2 * 32, 6 * 64, 3), np.uint8), "").size
 
     check_the_tensorboard_runs(out / "smoke", curves)
+    check_the_wandb_runs(out / "smoke", rows)
+    check_the_mlflow_runs(mlflow_server, rows, curves)
 
     report = run_cli("report", str(out), "--format", "markdown", "--plots", str(tmp_path / "fig"))
     assert report.returncode == 0, report.stderr
