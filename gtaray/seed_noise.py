@@ -21,6 +21,7 @@ from scipy import stats
 
 BOOTSTRAP_REPS = 2000
 BOOTSTRAP_SEED = 0
+COUNTS_PER_PASS = 4_000_000  # the bootstrap's memory: rank counts held at once
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
@@ -47,11 +48,24 @@ def bootstrap_interval(
     if len(x) < 2 or len(y) < 2:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    xs = x[rng.integers(0, len(x), size=(reps, len(x)))]
-    ys = y[rng.integers(0, len(y), size=(reps, len(y)))]
-    wins = (xs[:, :, None] > ys[:, None, :]).mean(axis=(1, 2))
-    ties = (xs[:, :, None] == ys[:, None, :]).mean(axis=(1, 2))
-    values = wins + ties / 2
+    pick_x = rng.integers(0, len(x), size=(reps, len(x)))
+    pick_y = rng.integers(0, len(y), size=(reps, len(y)))
+    # Each value as its rank among the distinct values of both: a resample's wins and ties
+    # then come from counting y's ranks, O(n) per resample instead of all x-y pairs (a
+    # thousand runs a side made the pairwise form seconds long).
+    distinct, codes = np.unique(np.concatenate([x, y]), return_inverse=True)
+    code_x, code_y = codes[: len(x)], codes[len(x) :]
+    k = len(distinct)
+    values = np.empty(reps)
+    chunk = max(1, COUNTS_PER_PASS // k)  # resamples per pass
+    for start in range(0, reps, chunk):
+        xs, ys = code_x[pick_x[start : start + chunk]], code_y[pick_y[start : start + chunk]]
+        rows = np.arange(len(xs))[:, None] * k
+        counts = np.bincount((ys + rows).ravel(), minlength=len(xs) * k).reshape(len(xs), k)
+        below = np.cumsum(counts, axis=1) - counts  # y's below each rank
+        wins = np.take_along_axis(below, xs, axis=1).sum(axis=1)
+        ties = np.take_along_axis(counts, xs, axis=1).sum(axis=1)
+        values[start : start + chunk] = (wins + ties / 2) / (len(x) * len(y))
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)

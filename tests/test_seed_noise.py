@@ -38,12 +38,19 @@ def _bootstrap_by_hand(x, y, reps, seed, level=0.95):
     return tuple(np.percentile(values, [tail, 100 - tail]))
 
 
-def test_bootstrap_interval_matches_a_loop_and_brackets_the_estimate():
+def test_bootstrap_interval_matches_a_loop_and_brackets_the_estimate(monkeypatch):
     x, y = [0.31, 0.27, 0.29, 0.35], [0.25, 0.28, 0.22]
     low, high = bootstrap_interval(x, y, reps=300, seed=4)
     assert (low, high) == pytest.approx(_bootstrap_by_hand(x, y, 300, 4))
     assert low <= probability_of_improvement(x, y) <= high
     assert bootstrap_interval([2, 3], [0, 1]) == (1.0, 1.0)  # every resample: all wins
+    # Many runs with ties, resampled in several passes: still the pairwise count.
+    monkeypatch.setattr("gtaray.seed_noise.COUNTS_PER_PASS", 1000)
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 30, 70) / 100, rng.integers(0, 25, 60) / 100
+    assert bootstrap_interval(x, y, reps=200, seed=2) == pytest.approx(
+        _bootstrap_by_hand(list(x), list(y), 200, 2)
+    )
     assert all(math.isnan(v) for v in bootstrap_interval([1.0], [0.0, 1.0]))
 
 
