@@ -50,14 +50,17 @@ def protocol_view(trials: pd.DataFrame, curves: pd.DataFrame, select: str) -> pd
     view[iou_cols] = math.nan
     if curves.empty:
         return view
-    at = curves.set_index(["trial_id", "iteration"])
-    for i, row in view.iterrows():
-        key = (row["trial_id"], row["evaluation"])
-        if pd.notna(row["evaluation"]) and key in at.index:
-            picked = at.loc[key]
-            picked = picked.iloc[0] if isinstance(picked, pd.DataFrame) else picked
-            for col in iou_cols:
-                view.at[i, col] = picked.get(col, math.nan)
+    # One merge of (trial, selected iteration) with the curves, not a lookup per trial.
+    keys = ["trial_id", "iteration"]
+    have = [c for c in iou_cols if c in curves]
+    at = curves[[*keys, *have]].assign(iteration=pd.to_numeric(curves["iteration"]))
+    wanted = pd.DataFrame(
+        {"trial_id": view["trial_id"].to_numpy(), "iteration": pd.to_numeric(view["evaluation"])}
+    )
+    picked = wanted.merge(at.drop_duplicates(keys), on=keys, how="left")
+    selected = wanted["iteration"].notna().to_numpy()
+    for col in have:
+        view[col] = np.where(selected, pd.to_numeric(picked[col]).to_numpy(), math.nan)
     return view
 
 

@@ -14,7 +14,7 @@ from scipy import stats
 
 from gtaray.config import load_experiment
 from gtaray.report import protocol_view, summarise
-from gtaray.results import load_trials, trial_row, write_curve, write_trial
+from gtaray.results import load_curves, load_trials, trial_row, write_curve, write_trial
 from tests.conftest import EXPERIMENTS, run_cli
 from tests.test_results import CLASSES, row
 
@@ -75,6 +75,13 @@ def test_the_protocol_columns_pick_the_evaluation_their_metric_selects(tmp_path)
     assert first["test_miou_source_val"] == 0.22 and first["iteration_source_val"] == 20
     assert first["target_miou"] == 0.22  # the last evaluation
     assert math.isnan(rows.loc["exp-t7", "test_miou_target_val"])  # failed before any
+    # Per-class IoUs come from the curve row of the selected evaluation.
+    curves = load_curves(tmp_path, "exp")
+    view = protocol_view(load_trials(tmp_path), curves, "source_val").set_index("trial_id")
+    assert view.loc["exp-t0", "iou_road"] == 0.62 and view.loc["exp-t3", "iou_road"] == 0.69
+    assert math.isnan(view.loc["exp-t7", "iou_road"])
+    view = protocol_view(load_trials(tmp_path), curves, "target_val").set_index("trial_id")
+    assert view.loc["exp-t0", "iou_road"] == 0.6 and view.loc["exp-t6", "iou_road"] == 0.1
 
 
 @pytest.mark.parametrize("select", ["last", "target_val", "source_val"])
