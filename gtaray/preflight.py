@@ -13,7 +13,6 @@ Only `check_inputs` imports torch (to open the data); none of them imports Ray.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 from pathlib import Path
@@ -21,7 +20,6 @@ from pathlib import Path
 from gtaray.config import ConfigError, Experiment
 from gtaray.storage import Store
 
-SNAPSHOT = "experiment.json"  # the config an experiment folder was started with
 RESULT_FOLDERS = ("trials", "curves", "train", "tune")  # inside an experiment folder
 
 
@@ -62,30 +60,6 @@ def _check_writable(results_dir: Path) -> None:
         raise ConfigError(f"results.dir: {existing} is not writable")
 
 
-def write_snapshot(exp: Experiment) -> None:
-    """Record the config (and its hash) an experiment folder runs with."""
-    snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
-    Store.at(exp.results.dir).write_atomic(
-        f"{exp.name}/{SNAPSHOT}", json.dumps(snapshot, indent=2).encode()
-    )
-
-
-def read_snapshot(results_dir: str, name: str) -> dict | None:
-    """The experiment.json of an experiment folder, None if there is none; ConfigError if it
-    is unreadable or not gtaray's."""
-    store, key = Store.at(results_dir), f"{name}/{SNAPSHOT}"
-    path = store.uri(key)
-    if not store.exists(key):
-        return None
-    try:
-        snapshot = json.loads(store.read_bytes(key))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"{path}: unreadable ({type(e).__name__}); cannot resume") from None
-    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("config_hash"), str):
-        raise ConfigError(f"{path}: no config_hash; not a gtaray experiment, cannot resume")
-    return snapshot
-
-
 def check_start(exp: Experiment, resume: bool) -> bool:
     """Refuse to overwrite, and on resume refuse a changed config; True if the experiment
     folder holds a run to continue."""
@@ -103,6 +77,8 @@ def check_start(exp: Experiment, resume: bool) -> bool:
     for key in (exp.name, *(f"{exp.name}/{sub}" for sub in RESULT_FOLDERS)):
         if store.is_file(key):
             raise ConfigError(f"{store.uri(key)}: is a file where gtaray keeps a folder")
+    from gtaray.results import SNAPSHOT, read_snapshot  # the tables load only past here
+
     snapshot = read_snapshot(exp.results.dir, exp.name)
     if snapshot is None:
         return False

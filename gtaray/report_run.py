@@ -18,9 +18,8 @@ from gtaray import plots
 from gtaray.ablation import FINAL, budgets, render_budgets
 from gtaray.config import Experiment
 from gtaray.errors import ConfigError
-from gtaray.preflight import read_snapshot
 from gtaray.report import protocol_view, render, summarise
-from gtaray.results import load_curves, load_trials
+from gtaray.results import load_curves, load_trials, read_snapshot
 from gtaray.search_report import render_search, summarise_search
 from gtaray.storage import Store
 from gtaray.study import read_study

@@ -11,9 +11,11 @@ that re-runs replaces its own file. Readers skip hidden names.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import UnionType
@@ -24,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from gtaray.config import Experiment
+from gtaray.config import ConfigError, Experiment
 from gtaray.metric_names import iou_column
 from gtaray.storage import Store
 
@@ -187,6 +189,52 @@ def _table(data: bytes) -> pa.Table:
 
 def _read(store: Store, key: str) -> pd.DataFrame:
     return _with_current_names(_table(store.read_bytes(key)))[0].to_pandas()
+
+
+SNAPSHOT = "experiment.json"  # the config an experiment folder was started with
+
+
+def write_snapshot(exp: Experiment) -> None:
+    """Record the config (and its hash) an experiment folder runs with."""
+    snapshot = {"config_hash": exp.config_hash(), "experiment": exp.model_dump(mode="json")}
+    Store.at(exp.results.dir).write_atomic(
+        f"{exp.name}/{SNAPSHOT}", json.dumps(snapshot, indent=2).encode()
+    )
+
+
+def read_snapshot(results_dir: str, name: str) -> dict | None:
+    """The experiment.json of an experiment folder, None if there is none; ConfigError if it
+    is unreadable or not gtaray's."""
+    store, key = Store.at(results_dir), f"{name}/{SNAPSHOT}"
+    path = store.uri(key)
+    if not store.exists(key):
+        return None
+    try:
+        snapshot = json.loads(store.read_bytes(key))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{path}: unreadable ({type(e).__name__}); cannot resume") from None
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("config_hash"), str):
+        raise ConfigError(f"{path}: no config_hash; not a gtaray experiment, cannot resume")
+    return snapshot
+
+
+_EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b(\(\w+\))?:")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_message(error_file: str | None, max_lines: int = 4, max_chars: int = 1000) -> str:
+    """What failed a trial, in a few lines: the innermost exception of Tune's error file and
+    the lines that follow it (Ray Train puts the worker's own error there), not the path."""
+    text = ""
+    if error_file:
+        with contextlib.suppress(OSError):
+            text = Path(error_file).read_text(errors="replace")
+    lines = [_ANSI.sub("", ln).strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("File ", "Traceback", "^", "~"))]
+    starts = [i for i, ln in enumerate(lines) if _EXCEPTION_LINE.match(ln)]
+    if not starts:
+        return (" | ".join(lines[-max_lines:]) or "trial failed (no error text)")[:max_chars]
+    return " | ".join(lines[starts[-1] : starts[-1] + max_lines])[:max_chars]
 
 
 # How a trial's test mIoU is read: at the last evaluation, or at the evaluation a validation

@@ -19,8 +19,7 @@ import pandas as pd
 from gtaray.config import Experiment
 from gtaray.lock import SweepLock
 from gtaray.plan import plan
-from gtaray.preflight import read_snapshot
-from gtaray.results import load_curves, load_trials
+from gtaray.results import load_curves, load_trials, read_snapshot
 from gtaray.search_report import best_overrides
 from gtaray.storage import Store
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,12 +32,13 @@ from gtaray.data.splits import class_names
 from gtaray.errors import ResultsWriteError
 from gtaray.metric_names import ALREADY_RECORDED
 from gtaray.plan import plan
-from gtaray.preflight import check_start, experiment_dir, write_snapshot
+from gtaray.preflight import check_start, experiment_dir
 from gtaray.progress import SweepProgress, output_to_log
 from gtaray.provenance import provenance
 from gtaray.results import (
     curve_path,
     curve_row,
+    error_message,
     load_curve,
     load_curves,
     load_trial,
@@ -46,6 +46,7 @@ from gtaray.results import (
     trial_path,
     trial_row,
     write_curve,
+    write_snapshot,
     write_trial,
 )
 from gtaray.seed_asha import SeedASHA
@@ -136,7 +137,7 @@ class ResultsWriter(tune.Callback):
         self._write(trial, error=None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(trial, error=error_message(trial))
+        self._write(trial, error=error_message(trial.error_file))
 
     def _trial_exp(self, trial) -> Experiment:
         return self.exp.with_updates(trial_updates(trial.config))
@@ -194,25 +195,6 @@ def _results_write_error(error: BaseException, folder: str) -> ResultsWriteError
             return ResultsWriteError(f"cannot write {where}: {error.strerror}")
         error = error.__cause__ or error.__context__
     return None
-
-
-_EXCEPTION_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Interrupt|Exit)\b(\(\w+\))?:")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def error_message(trial, max_lines: int = 4, max_chars: int = 1000) -> str:
-    """What failed a trial, in a few lines: the innermost exception of Tune's error file and
-    the lines that follow it (Ray Train puts the worker's own error there), not the path."""
-    text = ""
-    if trial.error_file:
-        with contextlib.suppress(OSError):
-            text = Path(trial.error_file).read_text(errors="replace")
-    lines = [_ANSI.sub("", ln).strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith(("File ", "Traceback", "^", "~"))]
-    starts = [i for i, ln in enumerate(lines) if _EXCEPTION_LINE.match(ln)]
-    if not starts:
-        return (" | ".join(lines[-max_lines:]) or "trial failed (no error text)")[:max_chars]
-    return " | ".join(lines[starts[-1] : starts[-1] + max_lines])[:max_chars]
 
 
 def trial_driver(
