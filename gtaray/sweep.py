@@ -54,8 +54,7 @@ from gtaray.seed_groups import SeedGroups, config_id, trial_updates
 from gtaray.storage import Store, local_log
 from gtaray.study import StudyJournal
 from gtaray.trackers import Tracker, trackers
-from gtaray.train import StepHook
-from gtaray.trainer import fit_trial
+from gtaray.trainer import StepHook, fit_trial  # Launch: the worker (gtaray.train) is its business
 
 
 def param_space(exp: Experiment) -> dict[str, Any]:

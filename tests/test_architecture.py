@@ -89,6 +89,16 @@ def test_the_worker_never_imports_the_tables_or_the_search():
     assert not broken, "\n".join(" -> ".join(c) for c in broken)
 
 
+SWEEP_ROOM = ["gtaray.sweep", "gtaray.seed_groups", "gtaray.seed_asha", "gtaray.ablation",
+              "gtaray.study", "gtaray.stopping"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", SWEEP_ROOM)
+def test_the_sweep_reaches_the_worker_only_through_launch(module):
+    assert module in GRAPH
+    assert WORKER not in GRAPH[module], f"{module} imports {WORKER}; go through gtaray.trainer"
+
+
 def test_the_method_stack_loads_without_pandas_in_a_fresh_interpreter():
     # ray.train itself imports pandas, so this checks what gtaray adds: the evaluation, the
     # step, the checkpoints and the sample grids a worker loads.
