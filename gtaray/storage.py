@@ -93,12 +93,18 @@ class Store:
         return sorted(i.base_name for i in info if i.type == pafs.FileType.Directory)
 
 
-def local_log(store: Store, key: str) -> Path:
-    """A log file of this process: in the store when it is local, else in the temp folder
-    (`<tmp>/gtaray-logs/<key>`); logs are appended line by line, which objects cannot be."""
+def on_this_machine(store: Store, key: str, scratch: str) -> Path:
+    """Where this process writes files of `key` that cannot be objects (appended to, or
+    written by another library): in the store when it is local, else `<tmp>/<scratch>/<key>`."""
     if store.is_local:
         return Path(store.path(key))
-    return Path(tempfile.gettempdir()) / "gtaray-logs" / key
+    return Path(tempfile.gettempdir()) / scratch / key
+
+
+def local_log(store: Store, key: str) -> Path:
+    """A log file of this process (`<tmp>/gtaray-logs/<key>` for an object store): logs are
+    appended line by line, which objects cannot be."""
+    return on_this_machine(store, key, "gtaray-logs")
 
 
 @functools.cache

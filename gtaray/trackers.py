@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from gtaray.config import Experiment
 from gtaray.metric_names import ALREADY_RECORDED
 from gtaray.results import config_columns
 from gtaray.seed_groups import trial_updates
-from gtaray.storage import Store
+from gtaray.storage import Store, on_this_machine
 
 # Reported for bookkeeping, not as measurements (the step is the iteration itself).
 NOT_SCALARS = {*AUTO_RESULT_KEYS, "iteration", "diverged", "workers", ALREADY_RECORDED}
@@ -118,22 +117,18 @@ class Tracker(tune.Callback):
             print(f"gtaray: {self.name} tracker, trial {trial_id}: {message}", file=sys.stderr)
 
 
-def _local_folder(out: str, key: str, tracker: str) -> Path:
-    """Where this process writes a tracker's files: under the experiment when results are
-    local, else in the temp folder (uploaded, or synced, from there)."""
-    store = Store.at(out)
-    if store.is_local:
-        return Path(store.path(key))
-    return Path(tempfile.gettempdir()) / f"gtaray-{tracker}" / key
-
-
 class TensorBoardTracker(Tracker):
     """Event files, one folder per trial; on an object store uploaded when the trial ends."""
 
     name = "tensorboard"
 
+    def key(self, trial_id: str) -> str:
+        """A trial's event folder in the results."""
+        return f"{self.exp.name}/tensorboard/{trial_id}"
+
     def folder(self, trial_id: str) -> Path:
-        return _local_folder(self.out, f"{self.exp.name}/tensorboard/{trial_id}", self.name)
+        """Where this process writes it: there, or in the temp folder until the trial ends."""
+        return on_this_machine(Store.at(self.out), self.key(trial_id), "gtaray-tensorboard")
 
     def start(self, trial_id: str, exp: Experiment):
         # tensorboardX's own synchronous writer: its SummaryWriter queues events for a thread
@@ -157,8 +152,7 @@ class TensorBoardTracker(Tracker):
         store = Store.at(self.out)
         if not store.is_local:
             for file in sorted(self.folder(trial_id).iterdir()):
-                key = f"{self.exp.name}/tensorboard/{trial_id}/{file.name}"
-                store.write_atomic(key, file.read_bytes())
+                store.write_atomic(f"{self.key(trial_id)}/{file.name}", file.read_bytes())
 
 
 def _run_id(experiment: str, trial_id: str) -> str:
@@ -176,7 +170,8 @@ class WandBTracker(Tracker):
         import wandb
 
         settings = self.exp.tracking.wandb
-        folder = _local_folder(self.out, self.exp.name, self.name)  # W&B adds wandb/
+        # W&B adds wandb/ to it; from an object store's sweep, `wandb sync` the temp folder.
+        folder = on_this_machine(Store.at(self.out), self.exp.name, "gtaray-wandb")
         folder.mkdir(parents=True, exist_ok=True)
         return wandb.init(
             project=settings.project,
@@ -227,7 +222,8 @@ class MLflowTracker(Tracker):
         name = self.exp.tracking.mlflow.experiment or self.exp.name
         found = client.get_experiment_by_name(name)
         experiment_id = found.experiment_id if found else client.create_experiment(name)
-        tag = f"tags.`gtaray.run` = '{_run_id(exp.name, trial_id)}'"
+        run_key = _run_id(exp.name, trial_id)
+        tag = f"tags.`gtaray.run` = '{run_key}'"
         earlier = client.search_runs([experiment_id], filter_string=tag, max_results=1)
         if earlier:  # a resumed sweep continues the trial's run
             return client, earlier[0].info.run_id
@@ -235,7 +231,7 @@ class MLflowTracker(Tracker):
             experiment_id,
             run_name=trial_id,
             tags={
-                "gtaray.run": _run_id(exp.name, trial_id),
+                "gtaray.run": run_key,
                 "gtaray.experiment": exp.name,
                 "gtaray.configuration": exp.configuration_hash(),
                 "gtaray.variant": exp.method.variant,

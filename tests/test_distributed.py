@@ -130,7 +130,7 @@ TRAINER = """
 import json, sys
 from gtaray.cluster import init_ray
 from gtaray.config import load_experiment
-from gtaray.storage import Store, local_log
+from gtaray.storage import Store
 from gtaray.trainer import fit_trial
 from tests.faults import KillOnce
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 import struct
 import subprocess
 import sys
@@ -18,7 +17,14 @@ import pytest
 
 from gtaray.config import ConfigError, load_experiment
 from gtaray.trackers import MLflowTracker, TensorBoardTracker, WandBTracker, scalars, trackers
-from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, no_ray_env, run_cli
+from tests.conftest import (
+    EXPERIMENTS,
+    ROOT,
+    assert_one_line_error,
+    free_port,
+    no_ray_env,
+    run_cli,
+)
 
 SMOKE = load_experiment(EXPERIMENTS / "smoke.yaml")
 
@@ -199,9 +205,7 @@ def test_mlflow_file_store_runs_have_the_settings_and_the_curve(tmp_path):
 
 
 def test_a_down_mlflow_server_costs_each_trial_one_line_and_no_wait(tmp_path, capsys):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     exp = SMOKE.with_updates({"tracking.mlflow": {"tracking_uri": f"http://127.0.0.1:{port}"}})
     tracker = MLflowTracker(exp, str(tmp_path))
     start = time.monotonic()
