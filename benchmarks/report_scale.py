@@ -3,18 +3,27 @@
     python benchmarks/report_scale.py --from results/ablations --trials 2000 --out /tmp/many
     python benchmarks/report_scale.py --out /tmp/many --repeats 3       # time an existing copy
     python benchmarks/report_scale.py --out s3://bucket/many ...        # on an object store
+    python benchmarks/report_scale.py --moto --out s3://many/many ...   # on moto's S3, here
 
 Writes (unless the copy is there) `--trials` trials into `<out>/<experiment>/`, each a row and
 a curve of the source experiment with a new trial id, then times `gtaray report <out>
 --experiment <name>` as a whole process (`--repeats` times) and prints the times in seconds.
+The first report of a copy builds the experiment's index (gtaray.parquet_folder); the later
+ones read through it. `--moto` starts moto's S3 server on 127.0.0.1 for the run, with the
+bucket of `--out`, and points the AWS variables at it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +55,42 @@ def copy(source: Path, out: str, count: int) -> str:
     return name
 
 
+@contextlib.contextmanager
+def moto_s3(bucket: str) -> Iterator[None]:
+    """moto's S3 server on a free local port, with `bucket`, for the processes started here."""
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+    )
+    client, deadline = boto3.client("s3", endpoint_url=endpoint), time.time() + 60
+    try:
+        while True:
+            try:
+                client.create_bucket(Bucket=bucket)
+                break
+            except Exception:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="results folder (or URI) of the copy")
@@ -53,17 +98,43 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--experiment", help="the copy's experiment name (default: --from's)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--moto", action="store_true", help="run on a local moto S3 server")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also time the report of this checkout of gtaray (PYTHONPATH), interleaved",
+    )
+    parser.add_argument("--json", type=Path, help="also write the times here")
     args = parser.parse_args()
+    if args.moto:
+        if not args.out.startswith("s3://"):
+            parser.error("--moto needs --out s3://<bucket>/<folder>")
+        with moto_s3(args.out.removeprefix("s3://").split("/")[0]):
+            measure(args)
+    else:
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     name = copy(args.source, args.out, args.trials) if args.source else args.experiment
     gtaray = Path(sys.executable).parent / "gtaray"
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        cmd = [str(gtaray), "report", args.out, "--experiment", name, "--format", "csv"]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        times.append(round(time.perf_counter() - start, 2))
-    median = sorted(times)[len(times) // 2]
-    print(f"gtaray report, {name} at {args.out}: {times} s (median {median})")
+    cmd = [str(gtaray), "report", args.out, "--experiment", name, "--format", "csv"]
+    checkouts = {"this": None} | ({"before": str(args.before)} if args.before else {})
+    times: dict[str, list[float]] = {c: [] for c in checkouts}
+    for _ in range(args.repeats):  # A, B, A, B: both see the same machine
+        for label, path in checkouts.items():
+            env = os.environ | ({"PYTHONPATH": path} if path else {})
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+            times[label].append(round(time.perf_counter() - start, 2))
+    summary = {"out": args.out, "experiment": name, "cpus": os.cpu_count(), "runs": {}}
+    for label, seconds in times.items():
+        median = sorted(seconds)[len(seconds) // 2]
+        print(f"gtaray report ({label}), {name} at {args.out}: {seconds} s (median {median})")
+        summary["runs"][label] = {"seconds": seconds, "median": median}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ def _ci95(values: np.ndarray) -> tuple[float, float]:
     if len(values) < 2:
         return math.nan, math.nan
     sem = values.std(ddof=1) / math.sqrt(len(values))
+    if sem == 0:  # equal values (a collapsed variant): scipy would warn and give NaN * 0
+        return float(values[0]), float(values[0])
     low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=sem)
     return float(low), float(high)
 

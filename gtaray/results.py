@@ -16,18 +16,17 @@ import functools
 import json
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from gtaray.config import ConfigError, Experiment
 from gtaray.metric_names import iou_column
+from gtaray.parquet_folder import INDEX_FROM, Prepared, decode, parquet_bytes, read_folder
 from gtaray.storage import Store
 
 STATUSES = ("completed", "diverged", "pruned", "failed")
@@ -175,20 +174,8 @@ def trial_schema(class_names: list[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()
-
-
-def _table(data: bytes) -> pa.Table:
-    # ParquetFile.read without threads: a trial's file is one small row group, and
-    # read_table's dataset machinery and thread pool cost 5x the decoding itself.
-    return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-
-
 def _read(store: Store, key: str) -> pd.DataFrame:
-    return _with_current_names(_table(store.read_bytes(key)))[0].to_pandas()
+    return _with_current_names(decode(store.read_bytes(key)))[0].to_pandas()
 
 
 SNAPSHOT = "experiment.json"  # the config an experiment folder was started with
@@ -342,14 +329,14 @@ def write_trial(row: dict, class_names: list[str], results_dir: str | Path) -> s
         history = f"{row['experiment']}/trials/history"
         attempt = len(store.names(history, ".parquet")) + 1
         store.copy(key, f"{history}/{row['trial_id']}.{attempt}.parquet")
-    store.write_atomic(key, _parquet_bytes(table))
+    store.write_atomic(key, parquet_bytes(table))
     return store.uri(key)
 
 
 def write_curve(rows: list[dict], results_dir: str | Path, experiment: str, trial_id: str) -> str:
     store = Store.at(results_dir)
     key = curve_key(experiment, trial_id)
-    store.write_atomic(key, _parquet_bytes(pa.Table.from_pylist(rows)))
+    store.write_atomic(key, parquet_bytes(pa.Table.from_pylist(rows)))
     return store.uri(key)
 
 
@@ -370,36 +357,23 @@ REQUIRED_COLUMNS = ("experiment", "trial_id", "method.variant", "status")
 
 
 def load_trials(
-    results_dir: str | Path, experiment: str | None = None, problems: list[str] | None = None
+    results_dir: str | Path,
+    experiment: str | None = None,
+    problems: list[str] | None = None,
+    index_from: int = INDEX_FROM,
 ) -> pd.DataFrame:
     """All trial rows under results_dir (optionally one experiment), one row per trial id.
 
     A file that cannot be read or is not a trial row is skipped; rows of an older schema get
-    the missing columns as NaN. Each such case adds a line to `problems`, naming the file."""
+    the missing columns as NaN. Each such case adds a line to `problems`, naming the file.
+    Experiments of `index_from` trials or more are read through their index (parquet_folder)."""
     store = Store.at(results_dir)
     experiments = [experiment] if experiment else store.folders()
-    keys = [
-        f"{name}/trials/{file}"
+    tables = [
+        t
         for name in experiments
-        for file in store.names(f"{name}/trials", ".parquet")
+        for t in read_folder(store, f"{name}/trials", _trial_rows, problems, index_from)
     ]
-    tables = []
-    for key, table in zip(keys, _read_tables(store, keys), strict=True):
-        if isinstance(table, Exception):  # truncated, empty, not Parquet
-            _note(problems, f"{store.uri(key)}: skipped, unreadable ({type(table).__name__})")
-            continue
-        table, renamed = _with_current_names(table)
-        columns = set(table.column_names)
-        absent = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if absent:
-            _note(problems, f"{store.uri(key)}: skipped, not a trial row (no {absent[0]})")
-            continue
-        older = [c for c in row_columns() if c not in columns]
-        if older or renamed:
-            parts = [f"{renamed} column(s) renamed"] if renamed else []
-            parts += [f"{len(older)} column(s) empty"] if older else []
-            _note(problems, f"{store.uri(key)}: older schema, {', '.join(parts)}")
-        tables.append(table)
     if not tables:
         return pd.DataFrame(columns=row_columns())
     frame = _concat(tables)
@@ -408,10 +382,27 @@ def load_trials(
     return frame.drop_duplicates(["experiment", "trial_id"], keep="last").reset_index(drop=True)
 
 
-# Files fetched at once from an object store, where each request waits tens of milliseconds:
-# one after another, that wait made a report of thousands of trials slow there. Local files
-# are read in turn (threads only add lock contention to the decoding, which holds the GIL).
-READ_THREADS = 16
+def _trial_rows(uri: str, table: pa.Table | Exception) -> Prepared:
+    """A trial file's row under today's names, or why it is skipped; a note if it is older."""
+    if isinstance(table, Exception):  # truncated, empty, not Parquet
+        return None, f"{uri}: skipped, unreadable ({type(table).__name__})"
+    table, renamed = _with_current_names(table)
+    columns = set(table.column_names)
+    absent = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if absent:
+        return None, f"{uri}: skipped, not a trial row (no {absent[0]})"
+    older = [c for c in row_columns() if c not in columns]
+    if not (older or renamed):
+        return table, None
+    parts = [f"{renamed} column(s) renamed"] if renamed else []
+    parts += [f"{len(older)} column(s) empty"] if older else []
+    return table, f"{uri}: older schema, {', '.join(parts)}"
+
+
+def _curve_rows(uri: str, table: pa.Table | Exception) -> Prepared:
+    if isinstance(table, Exception):
+        return None, f"{uri}: skipped ({table!s:.60})"
+    return _with_current_names(table)[0], None
 
 
 def _with_current_names(table: pa.Table) -> tuple[pa.Table, int]:
@@ -425,29 +416,6 @@ def _with_current_names(table: pa.Table) -> tuple[pa.Table, int]:
     return (table.rename_columns(names) if renamed else table), renamed
 
 
-def _read_tables(store: Store, keys: list[str]) -> list[pa.Table | Exception]:
-    """Each key's Parquet table, or the error that reading it raised, in the keys' order."""
-
-    def fetch(key: str) -> bytes | Exception:
-        try:
-            return store.read_bytes(key)
-        except OSError as e:
-            return e
-
-    def decode(data: bytes | Exception) -> pa.Table | Exception:
-        if isinstance(data, Exception):
-            return data
-        try:
-            return _table(data)
-        except (OSError, ValueError) as e:  # truncated, empty, not Parquet (ArrowInvalid)
-            return e
-
-    if store.is_local or len(keys) < 2:
-        return [decode(fetch(k)) for k in keys]
-    with ThreadPoolExecutor(min(READ_THREADS, len(keys))) as pool:
-        return [decode(data) for data in pool.map(fetch, keys)]
-
-
 def _concat(tables: list[pa.Table]) -> pd.DataFrame:
     """One frame of many files' tables: one Arrow concatenation (columns a file lacks are
     null), converted once; files whose column types disagree go through pandas instead."""
@@ -457,21 +425,13 @@ def _concat(tables: list[pa.Table]) -> pd.DataFrame:
         return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
 
 
-def _note(problems: list[str] | None, message: str) -> None:
-    if problems is not None:
-        problems.append(message)
-
-
 def load_curves(
-    results_dir: str | Path, experiment: str, problems: list[str] | None = None
+    results_dir: str | Path,
+    experiment: str,
+    problems: list[str] | None = None,
+    index_from: int = INDEX_FROM,
 ) -> pd.DataFrame:
     """All curve rows of an experiment; unreadable files are skipped and noted."""
     store = Store.at(results_dir)
-    keys = [f"{experiment}/curves/{f}" for f in store.names(f"{experiment}/curves", ".parquet")]
-    tables = []
-    for key, table in zip(keys, _read_tables(store, keys), strict=True):
-        if isinstance(table, Exception):
-            _note(problems, f"{store.uri(key)}: skipped ({table!s:.60})")
-        else:
-            tables.append(_with_current_names(table)[0])
+    tables = read_folder(store, f"{experiment}/curves", _curve_rows, problems, index_from)
     return _concat(tables) if tables else pd.DataFrame()

@@ -83,9 +83,19 @@ class Store:
 
     def names(self, folder: str, suffix: str = "") -> list[str]:
         """Visible file names in a folder (no dot-names: temporary files), sorted; [] if none."""
+        return sorted(self.files(folder, suffix))
+
+    def files(self, folder: str, suffix: str = "") -> dict[str, tuple[int, int | None]]:
+        """Visible files of a folder, name -> (size, modification time in ns, None where the
+        filesystem has none), from one listing."""
         info = self.fs.get_file_info(pafs.FileSelector(self.path(folder), allow_not_found=True))
-        names = (i.base_name for i in info if i.type == pafs.FileType.File)
-        return sorted(n for n in names if n.endswith(suffix) and not n.startswith("."))
+        return {
+            i.base_name: (i.size, i.mtime_ns)
+            for i in info
+            if i.type == pafs.FileType.File
+            and i.base_name.endswith(suffix)
+            and not i.base_name.startswith(".")
+        }
 
     def folders(self, folder: str = "") -> list[str]:
         """Sub-folder names of a folder, sorted."""

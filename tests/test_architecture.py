@@ -111,6 +111,21 @@ def test_the_method_stack_loads_without_pandas_in_a_fresh_interpreter():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_the_workers_storage_loads_nothing_ray_trains_own_storage_has_not():
+    # The worker writes its sample grids through Store (results.dir may be an object store
+    # the driver's machine does not share); Ray Train's worker-side storage already loads
+    # pyarrow.fs, so Store may add gtaray's own modules and nothing else.
+    code = (
+        "import sys\n"
+        "import ray.train.v2._internal.execution.storage\n"
+        "before = {m.split('.')[0] for m in sys.modules}\n"
+        "import gtaray.storage\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['gtaray']", out.stdout
+
+
 def test_the_config_loads_without_torch():
     # `gtaray sweep --dry-run` and every bad-input refusal go through the config alone.
     code = "import sys, gtaray.config\nprint('torch' in sys.modules, 'ray' in sys.modules)\n"
