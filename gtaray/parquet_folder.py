@@ -151,7 +151,8 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
     if not tables:
         return pa.table({c: pa.array([], t) for c, t in TAGS.items()})
     try:
-        return pa.concat_tables(tables, promote_options="permissive")
+        # One chunk per column: Parquet's writer took 2.5 s over 2,000 one-row chunks.
+        return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
 
