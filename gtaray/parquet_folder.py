@@ -8,8 +8,8 @@ hundred columns), and reading the files as one pyarrow dataset costs the same: 4
 `<experiment>/index/<folder>.parquet`: the rows of every file it covers, each tagged with the
 file's name, size and modification time, and the note its reading gave. A reader takes from the
 index the rows of files that are unchanged (same name, size and time in the folder's listing,
-and written 2 s or more before the index, since S3 keeps times in seconds), reads only the
-others, and writes the index again when they changed it.
+and written 2 s or more before the listing the index was built from, since S3 keeps times in
+seconds), reads only the others, and writes the index again when they changed it.
 
 The files stay the record; the index is a cache of them. A file that is gone drops out of it,
 one that was rewritten is read again, an unreadable or unindexable index is read around (all
@@ -19,6 +19,7 @@ files read, one note), and a failed index write costs nothing but speed.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,7 +36,8 @@ INDEX_FROM = 200
 # are read in turn (threads only add lock contention to the decoding, which holds the GIL).
 READ_THREADS = 16
 
-# How much older than its index a file must be for the index to stand for it.
+# How much older than the listing its index was built from a file must be for the index to
+# stand for it.
 SETTLE_NS = 2 * 10**9
 
 # What `prepare` makes of one file's table: the rows to keep (None: skip the file, and read it
@@ -44,6 +46,7 @@ Prepared = tuple[pa.Table | None, str | None]
 
 # The index's own columns, besides the rows' (underscored: no config key or metric has them).
 FILE, SIZE, MTIME, NOTE = "_file", "_size", "_mtime_ns", "_note"
+LISTED = "gtaray.listed_ns_before_write"  # the index's schema metadata
 TAGS = {FILE: pa.string(), SIZE: pa.int64(), MTIME: pa.int64(), NOTE: pa.string()}
 
 
@@ -75,6 +78,7 @@ def read_folder(
     """Every `.parquet` file of `folder` as `prepare` makes it (called with the file's URI
     and its table, or the error reading it raised), in file-name order; the files `prepare`
     keeps are indexed once the folder has `index_from` files."""
+    listed = time.monotonic_ns()
     listing = store.files(folder, ".parquet")
     cached, notes, stale = _from_index(store, folder, listing, problems, index_from)
     covered = set() if cached is None else set(cached[FILE].to_pylist())
@@ -94,12 +98,13 @@ def read_folder(
     if whole is None:  # column types disagree between files: no index, file by file
         return [_untagged(t) for t in ([cached] if cached is not None else []) + kept]
     if len(listing) >= index_from and (kept or stale):
-        _write_index(store, folder, whole)
+        _write_index(store, folder, whole, time.monotonic_ns() - listed)
     return [_untagged(whole.sort_by(FILE))] if whole.num_rows else []
 
 
 def _untagged(table: pa.Table) -> pa.Table:
-    return table.drop_columns(list(TAGS))
+    # No schema metadata either: rows read through the index and from files look the same.
+    return table.drop_columns(list(TAGS)).replace_schema_metadata(None)
 
 
 def _from_index(
@@ -120,14 +125,16 @@ def _from_index(
         index = decode(store.read_bytes(key))
         files = index[FILE].to_pylist()
         stamps = zip(index[SIZE].to_pylist(), index[MTIME].to_pylist(), strict=True)
-    except (OSError, ValueError, KeyError) as e:  # truncated, not Parquet, not an index
+        listed_ns_before = int(index.schema.metadata[LISTED.encode()])
+    except (OSError, ValueError, KeyError, TypeError) as e:  # truncated, not Parquet, not an index
         if problems is not None:
             problems.append(f"{store.uri(key)}: index unreadable ({type(e).__name__}), read around")
         return None, [], True
     # A file is taken from the index when its stamp is the same and it was SETTLE_NS older
-    # than the index then (both times by the store's clock): a rewrite within the same second
-    # keeps the stamp on stores that keep seconds (S3), so a younger file is read again.
-    trusted_before = (written[1] or 0) - SETTLE_NS
+    # than the listing the index was built from (times by the store's clock): a rewrite within
+    # the same second keeps the stamp on stores that keep seconds (S3), so a younger file is
+    # read again.
+    trusted_before = (written[1] or 0) - listed_ns_before - SETTLE_NS
     current = [
         listing.get(f) == stamp and stamp[1] is not None and stamp[1] < trusted_before
         for f, stamp in zip(files, stamps, strict=True)
@@ -157,9 +164,12 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
         return None
 
 
-def _write_index(store: Store, folder: str, whole: pa.Table) -> None:
+def _write_index(store: Store, folder: str, whole: pa.Table, age_ns: int) -> None:
+    """The index, with how long before its writing the folder was listed (its files were read
+    after that, so only a file older than the listing can be trusted to be what was read)."""
+    whole = whole.replace_schema_metadata({LISTED: str(age_ns)})
     # A read-only results folder: the next read is as slow, nothing worse.
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, pa.ArrowException):
         store.write_atomic(index_key(folder), parquet_bytes(whole))
 
 

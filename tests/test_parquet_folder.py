@@ -7,9 +7,11 @@ import os
 import time
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from gtaray.parquet_folder import index_key
+from gtaray.parquet_folder import LISTED, index_key
 from gtaray.results import OLDER_NAMES, load_curves, load_trials, write_curve, write_trial
 from gtaray.storage import Store
 from tests.conftest import S3_BUCKET
@@ -127,3 +129,35 @@ def test_a_broken_index_is_read_around_and_rebuilt(tmp_path):
     problems = []
     _same(load_trials(tmp_path, "exp", problems, index_from=2), good)
     assert problems == []  # rebuilt by the read before
+
+
+def test_a_file_rewritten_while_the_index_was_built_is_read_again(tmp_path):
+    # The index's stamp of a file is the listing's, taken before the file was read: a file
+    # rewritten in the same second after being read (same size, same S3 time) must not be
+    # trusted, however long the build took after that.
+    _trials(str(tmp_path), 3)
+    load_trials(tmp_path, "exp", index_from=2)
+    index = tmp_path / index_key("exp/trials")
+    table = pq.read_table(index)
+    assert int(table.schema.metadata[LISTED.encode()]) > 0
+    # The files' times say "a minute before the index", but the build is recorded as having
+    # listed the folder two minutes before writing: the files were read after they were
+    # written, yet could have changed since within their second; they are read again.
+    old = time.time_ns() - 60 * 10**9
+    for path in (tmp_path / "exp" / "trials").glob("*.parquet"):
+        os.utime(path, ns=(old, old))
+    table = pq.read_table(index)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "exp" / "trials").glob("*")}
+    table = table.set_column(
+        table.schema.get_field_index("_mtime_ns"),
+        "_mtime_ns",
+        pa.array([stamps[f] for f in table["_file"].to_pylist()], pa.int64()),
+    )
+    pq.write_table(table.replace_schema_metadata({LISTED: str(120 * 10**9)}), index)
+    t1 = tmp_path / "exp" / "trials" / "t1.parquet"
+    size = t1.stat().st_size
+    write_trial(row("t1", "full", 1, 0.9), CLASSES, tmp_path)
+    assert t1.stat().st_size == size
+    os.utime(t1, ns=(stamps["t1.parquet"], stamps["t1.parquet"]))  # the same stamp as indexed
+    rows = load_trials(tmp_path, "exp", index_from=2).set_index("trial_id")
+    assert rows.loc["t1", "target_miou"] == 0.9
