@@ -10,20 +10,17 @@ a curve of the source experiment with a new trial id, then times `gtaray report 
 --experiment <name>` as a whole process (`--repeats` times) and prints the times in seconds.
 The first report of a copy builds the experiment's index (gtaray.parquet_folder); the later
 ones read through it. `--moto` starts moto's S3 server on 127.0.0.1 for the run, with the
-bucket of `--out`, and points the AWS variables at it.
+bucket of `--out`, and points the AWS variables at it (tests/s3_server.py, as the tests do).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,42 +52,6 @@ def copy(source: Path, out: str, count: int) -> str:
     return name
 
 
-@contextlib.contextmanager
-def moto_s3(bucket: str) -> Iterator[None]:
-    """moto's S3 server on a free local port, with `bucket`, for the processes started here."""
-    import boto3
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=endpoint,
-    )
-    client, deadline = boto3.client("s3", endpoint_url=endpoint), time.time() + 60
-    try:
-        while True:
-            try:
-                client.create_bucket(Bucket=bucket)
-                break
-            except Exception:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="results folder (or URI) of the copy")
@@ -107,9 +68,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the times here")
     args = parser.parse_args()
     if args.moto:
+        from tests.s3_server import local_s3
+
         if not args.out.startswith("s3://"):
             parser.error("--moto needs --out s3://<bucket>/<folder>")
-        with moto_s3(args.out.removeprefix("s3://").split("/")[0]):
+        with local_s3(args.out.removeprefix("s3://").split("/")[0]):
             measure(args)
     else:
         measure(args)

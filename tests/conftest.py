@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.s3_server import local_s3
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
@@ -18,45 +18,22 @@ EXPERIMENTS = ROOT / "experiments"
 S3_BUCKET = "gtaray-tests"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3():
     """A real S3 API on 127.0.0.1 (moto's server) with one bucket, for the whole session.
     The standard AWS variables point every S3 client here, Ray's processes included (they are
     set before Ray starts, and init_ray passes them on)."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=endpoint,
-    )
-    import boto3
+    with local_s3(S3_BUCKET) as client:
+        yield client
 
-    client = boto3.client("s3", endpoint_url=endpoint)
-    deadline = time.time() + 60
-    while True:
-        try:
-            client.create_bucket(Bucket=S3_BUCKET)
-            break
-        except Exception:
-            if time.time() > deadline or server.poll() is not None:
-                raise
-            time.sleep(0.2)
-    yield client
-    server.terminate()
-    server.wait(timeout=30)
+
+@pytest.fixture(params=["local", "s3"])
+def location(request, tmp_path):
+    """A results location of each kind: a local folder, and a folder in the session's S3."""
+    if request.param == "local":
+        return str(tmp_path / "results")
+    request.getfixturevalue("s3")
+    return f"s3://{S3_BUCKET}/{tmp_path.name}/results"
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,9 @@ from tests.conftest import (
     ROOT,
     S3_BUCKET,
     assert_one_line_error,
-    free_port,
     run_cli,
 )
+from tests.s3_server import free_port
 
 pytestmark = pytest.mark.ray
 

@@ -9,12 +9,10 @@ import time
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from gtaray.parquet_folder import LISTED, index_key
 from gtaray.results import OLDER_NAMES, load_curves, load_trials, write_curve, write_trial
 from gtaray.storage import Store
-from tests.conftest import S3_BUCKET
 from tests.test_results import CLASSES, row
 
 EVERY_FILE = 10**9  # an index_from no folder reaches: the reader of before the index
@@ -27,14 +25,6 @@ def _trials(location: str, count: int) -> None:
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
-
-
-@pytest.fixture(params=["local", "s3"])
-def location(request, tmp_path):
-    if request.param == "local":
-        return str(tmp_path / "results")
-    request.getfixturevalue("s3")
-    return f"s3://{S3_BUCKET}/{tmp_path.name}/results"
 
 
 def test_the_index_gives_the_rows_file_by_file_gives_and_follows_the_files(location):

@@ -11,14 +11,6 @@ from tests.conftest import EXPERIMENTS, S3_BUCKET
 from tests.test_results import CLASSES, row
 
 
-@pytest.fixture(params=["local", "s3"])
-def location(request, tmp_path):
-    if request.param == "local":
-        return str(tmp_path / "results")
-    request.getfixturevalue("s3")
-    return f"s3://{S3_BUCKET}/{tmp_path.name}/results"
-
-
 def test_rows_round_trip_and_retries_keep_history(location):
     first = write_trial(row("t1", "full", 0, 0.5), CLASSES, location)
     assert first == trial_path(location, "exp", "t1")

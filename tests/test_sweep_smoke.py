@@ -20,7 +20,8 @@ from PIL import Image
 
 from gtaray.results import row_columns
 from gtaray.samples import titled
-from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, free_port, run_cli
+from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, run_cli
+from tests.s3_server import free_port
 from tests.test_trackers import finished_wandb_records
 
 pytestmark = pytest.mark.ray

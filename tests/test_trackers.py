@@ -21,10 +21,10 @@ from tests.conftest import (
     EXPERIMENTS,
     ROOT,
     assert_one_line_error,
-    free_port,
     no_ray_env,
     run_cli,
 )
+from tests.s3_server import free_port
 
 SMOKE = load_experiment(EXPERIMENTS / "smoke.yaml")
 
