@@ -9,17 +9,12 @@ It runs beside the test session's own Ray, so its dashboard gets a free port of 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from ray.cluster_utils import Cluster
 from ray.util import get_node_ip_address
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ports import free_port
 
 
 def main() -> None:

@@ -12,13 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 NODES = ("n1", "n2")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def install() -> None:
@@ -37,8 +33,8 @@ def _config(folder: Path) -> str:
     lines = [
         "ClusterName=gtaray-tests",
         f"SlurmctldHost={host}(127.0.0.1)",
-        f"SlurmctldPort={_free_port()}",
-        f"SlurmdPort={_free_port()}",
+        f"SlurmctldPort={free_port()}",
+        f"SlurmdPort={free_port()}",
         "SlurmUser=root",
         "AuthType=auth/munge",
         f"StateSaveLocation={folder}/state",
@@ -60,7 +56,7 @@ def _config(folder: Path) -> str:
     ]
     for name in NODES:
         lines.append(
-            f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={_free_port()} "
+            f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={free_port()} "
             "CPUs=1 RealMemory=4000"
         )
     lines.append(

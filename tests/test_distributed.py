@@ -22,7 +22,7 @@ from tests.conftest import (
     assert_one_line_error,
     run_cli,
 )
-from tests.s3_server import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.ray
 

@@ -21,7 +21,7 @@ from PIL import Image
 from gtaray.results import row_columns
 from gtaray.samples import titled
 from tests.conftest import EXPERIMENTS, ROOT, assert_one_line_error, run_cli
-from tests.s3_server import free_port
+from tests.ports import free_port
 from tests.test_trackers import finished_wandb_records
 
 pytestmark = pytest.mark.ray

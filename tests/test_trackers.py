@@ -24,7 +24,7 @@ from tests.conftest import (
     no_ray_env,
     run_cli,
 )
-from tests.s3_server import free_port
+from tests.ports import free_port
 
 SMOKE = load_experiment(EXPERIMENTS / "smoke.yaml")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXPERIMENTS, ROOT, S3_BUCKET, assert_one_line_error
+from tests.ports import free_port
 from tests.reliability.tally import count
-from tests.s3_server import free_port
 
 SMOKE = str(EXPERIMENTS / "smoke.yaml")
 BOUND_S = 60.0  # far above the 10 s deadline: only a hang (minutes before) reaches it
